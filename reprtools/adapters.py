@@ -296,12 +296,11 @@ def module_ranks(peft_model, adapter_name: str = "default") -> dict[str, int]:
         if isinstance(r, dict) and adapter_name in r:
             ranks[name.removeprefix("base_model.model.")] = int(r[adapter_name])
     pattern = getattr(config, "rank_pattern", None) or {}
-    if type(config).__name__ == "AdaLoraConfig" and pattern:
+    if type(config).__name__ == "AdaLoraConfig" and pattern:  # keys name the lora_E vectors, values their masks
         for key, mask in pattern.items():
-            short = key.removeprefix("base_model.model.")
-            for name in ranks:
-                if name == short or name.endswith("." + short) or short.endswith(name):
-                    ranks[name] = int(sum(bool(x) for x in mask))
+            module = key.removeprefix("base_model.model.").removesuffix(".lora_E").removesuffix(f".{adapter_name}")
+            if module in ranks:
+                ranks[module] = int(sum(bool(x) for x in mask))
     return ranks
 
 
@@ -321,7 +320,7 @@ def save_adapter(peft_model, out_dir, spec: AdapterSpec, reload_id: str, pissa_i
     config = peft_model.peft_config["default"]
     config.base_model_name_or_path = reload_id
     notes = []
-    saved_rank = getattr(config, "r", None)
+    saved_rank = None if spec.method == "adalora" else spec.rank  # AdaLoRA: see the per-module ranks
     if spec.method == "pissa":
         if pissa_init_dir is None:
             raise AssertionError("PiSSA needs the initial adapter to convert its weights")

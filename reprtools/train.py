@@ -184,8 +184,11 @@ def orthogonal_regulariser(peft_model, adapter_name: str = "default") -> float:
 
 @dataclass
 class RunResult:
+    """What :func:`train` returns: the run directory, its manifest, and the trained PEFT model (in memory)."""
+
     output_dir: Path
     manifest: dict = field(default_factory=dict)
+    model: object = None
 
 
 def train(opts: TrainOptions) -> RunResult:
@@ -318,7 +321,7 @@ def train(opts: TrainOptions) -> RunResult:
     wall = time.time() - started
 
     if not trainer.is_world_process_zero():
-        return RunResult(out)
+        return RunResult(out, {}, peft_model)
 
     # ---- save: adapter first (temporary name, then rename), run.json last
     ranks = module_ranks(peft_model)
@@ -380,7 +383,7 @@ def train(opts: TrainOptions) -> RunResult:
         "options": asdict(opts),
     }
     _write_json_atomic(out / RUN_FILE, manifest)
-    return RunResult(out, manifest)
+    return RunResult(out, manifest, peft_model)
 
 
 def _jsonable(obj):
