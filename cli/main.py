@@ -19,10 +19,12 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from reprtools_cli import budget, train
+    from reprtools_cli import budget, probe, train
 
     cli.add_command(train.train)
     cli.add_command(budget.budget)
+    cli.add_command(probe.probe)
+    cli.add_command(probe.heatmap)
 
 
 _register()
