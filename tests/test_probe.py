@@ -134,9 +134,11 @@ def test_saved_representations_are_reused_without_the_model(probed, runs, monkey
 
 
 def test_bootstrap_gives_intervals(runs, tmp_path):
-    result = probe(ProbeOptions(checkpoints=[str(runs / "lora")], langs=["en", "hi"], max_sentences=8, bootstrap=20,
+    result = probe(ProbeOptions(checkpoints=[str(runs / "lora")], langs=["en", "hi"], max_sentences=6, bootstrap=5,
                                 output_dir=str(tmp_path / "p"), progress=False, figures=False))
-    for r in _rows(result.metrics_csv):
+    rows = _rows(result.metrics_csv)
+    assert rows
+    for r in rows:
         low, high = float(r["ci_low"]), float(r["ci_high"])
         assert low <= high
 

@@ -133,3 +133,11 @@ def test_resume_continues_from_the_last_checkpoint(tmp_path):
     assert manifest["training"]["resumed_from"].endswith("checkpoint-4")
     assert manifest["training"]["steps_done"] == 6
     assert (run / "run.json").is_file() and (run / "adapter" / "adapter_config.json").is_file()
+
+
+@pytest.mark.parametrize("source,lang", [("tydiqa", "sw"), ("xnli", "ur")])
+def test_trains_on_the_shared_study_data(tmp_path, shared_data, source, lang):
+    manifest = _train(tmp_path, "lora", data=f"{source}:{shared_data / source}", lang=lang, ratio=0.1,
+                      num_examples=100, max_steps=1, batch_size=2).manifest
+    assert manifest["data"]["counts"] == {"en": 90, lang: 10}
+    assert manifest["data"]["source"]["kind"] == source
