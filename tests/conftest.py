@@ -18,3 +18,20 @@ def shared_data() -> Path:
     if not SHARED_DATA.is_dir():
         pytest.skip(f"shared data not found at {SHARED_DATA}")
     return SHARED_DATA
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _single_threaded(request):
+    """Tests run tiny problems (tiny models, small arrays), where thread start-up and spinning in torch and BLAS
+    dominate the run time on 2 cores; the real-model tests (marked slow) keep every thread."""
+    if request.node.get_closest_marker("slow"):
+        yield
+        return
+    import torch
+    from threadpoolctl import threadpool_limits
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    with threadpool_limits(limits=1):
+        yield
+    torch.set_num_threads(threads)
