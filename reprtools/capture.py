@@ -1,0 +1,439 @@
+"""Capture per-layer, per-sentence pooled hidden states of a causal LM (base or PEFT-wrapped).
+
+What "layer i" means
+--------------------
+The result of :func:`capture` has shape ``(num_layers + 1, n_sentences, hidden)``:
+
+* **layer 0** is the output of the model's input-embedding module (``model.get_input_embeddings()``) as its
+  ``forward`` returns it.  For Gemma that is the *scaled* embedding (``Gemma3TextScaledWordEmbedding``
+  multiplies by ``sqrt(hidden)`` inside its forward).
+* **layer i** (``1 <= i <= num_layers``) is the output of transformer block ``i - 1`` (the i-th block), i.e. the
+  residual stream after that block.  When a block returns a tuple or a ``ModelOutput`` the first element is
+  used.  The last layer is the output of the last block *before* the model's final norm, so it differs from
+  ``output_hidden_states=True``'s last entry, which Hugging Face replaces by the normed ``last_hidden_state``.
+
+How pooling works
+-----------------
+Each layer's ``(batch, tokens, hidden)`` output is reduced inside a forward hook, on the model's device, to a
+``(batch, hidden)`` vector per sentence using the tokenizer's attention mask:
+
+* ``pool="mean"`` (default): the mean over every token whose attention mask is 1.  That **includes** the
+  special tokens the tokenizer adds (e.g. BOS); padding tokens (mask 0) never contribute, whichever side the
+  tokenizer pads on (``tokenizer.padding_side`` "left" or "right").
+* ``pool="last"``: the vector of the last token whose mask is 1, found from the mask (so it is right for left
+  and right padding alike).
+
+Hidden states are cast to float32 before they are summed (a bf16/fp16 model pools in fp32).  A float32 layer
+is mean-pooled with one batched matmul against the 0/1 mask; should a batch's pooled vectors come out
+non-finite (a non-finite value at a padded position would leak through ``0 * inf``), the batch is re-run with
+padded positions excluded by selection (``torch.where``), which is also how bf16/fp16 layers are always pooled.
+Position ids are derived from the mask, so a padded sentence sees the same positions as when it is alone (this
+matters for models with absolute position embeddings under left padding).  Only the pooled vectors leave the
+device, once per batch; the ``(batch, tokens, hidden)`` outputs of the layers are never kept, so memory does not
+grow with the number of layers or sentences.
+
+Public API: :func:`capture`, :func:`find_layers`, :func:`resolve_device` and :class:`TraceDict` (a context
+manager that hooks named modules and always removes the hooks on exit).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Mapping, Sequence
+
+import torch
+from torch import nn
+
+from reprtools.errors import ReprtoolsError
+
+POOLS = ("mean", "last")
+
+__all__ = ["POOLS", "TraceDict", "capture", "find_layers", "first_tensor", "resolve_device"]
+
+
+# ------------------------------------------------------------------------------------------------- devices
+def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
+    """Turn ``"auto"`` / ``"cpu"`` / ``"cuda"`` / ``"cuda:1"`` / ``"mps"`` / a :class:`torch.device` into a device.
+
+    ``"auto"`` (or None) picks CUDA when available, then MPS, then the CPU.  A device that does not exist or is
+    not available on this machine raises :class:`ReprtoolsError`.
+    """
+    if device is None or (isinstance(device, str) and device.strip().lower() == "auto"):
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if _mps_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        dev = device if isinstance(device, torch.device) else torch.device(str(device).strip().lower())
+    except (RuntimeError, TypeError, ValueError):
+        raise ReprtoolsError(
+            f"unknown device '{device}'; use auto, cpu, cuda, cuda:N or mps"
+        ) from None
+    if dev.type == "cpu":
+        return dev
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ReprtoolsError(f"device '{device}' is not available: no CUDA GPU found; use --device cpu or auto")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise ReprtoolsError(
+                f"device '{device}' is not available: only {torch.cuda.device_count()} CUDA device(s) found"
+            )
+        return dev
+    if dev.type == "mps":
+        if not _mps_available():
+            raise ReprtoolsError(f"device '{device}' is not available: MPS is not available here; use cpu or auto")
+        return dev
+    backend = getattr(torch, dev.type, None)
+    is_available = getattr(backend, "is_available", None)
+    if callable(is_available) and is_available():
+        return dev
+    raise ReprtoolsError(f"device '{device}' is not available on this machine; use auto, cpu, cuda or mps")
+
+
+def _mps_available() -> bool:
+    mps = getattr(torch.backends, "mps", None)
+    return bool(mps is not None and mps.is_available())
+
+
+# -------------------------------------------------------------------------------------------------- layers
+def _unwrap(model: nn.Module) -> nn.Module:
+    """The underlying Hugging Face model of a ``PeftModel`` (or of a bare PEFT tuner); others unchanged."""
+    for _ in range(8):
+        get_base = getattr(model, "get_base_model", None)
+        if callable(get_base):
+            inner = get_base()
+        elif type(model).__module__.startswith("peft.") and isinstance(getattr(model, "model", None), nn.Module):
+            inner = model.model  # a bare tuner (LoraModel, VeraModel, ...)
+        else:
+            return model
+        if inner is model:
+            return model
+        model = inner
+    return model
+
+
+_BLOCK_PATHS = (
+    "model.layers",  # Llama, Mistral, Qwen2, Gemma, Gemma 3 text, Phi-3, ...
+    "model.language_model.layers",  # multimodal wrappers (Gemma 3 conditional generation, ...)
+    "language_model.model.layers",
+    "layers",  # a bare decoder (LlamaModel, ...)
+    "transformer.h",  # GPT-2, GPT-J, Falcon, Bloom
+    "transformer.layers",
+    "gpt_neox.layers",
+    "model.decoder.layers",  # OPT
+    "transformer.blocks",  # MPT
+)
+
+
+def _get_path(root: nn.Module, path: str):
+    obj = root
+    for part in path.split("."):
+        obj = getattr(obj, part, None)
+        if obj is None:
+            return None
+    return obj
+
+
+def _is_block_list(obj) -> bool:
+    if not isinstance(obj, nn.ModuleList) or len(obj) == 0:
+        return False
+    return len({type(child) for child in obj}) == 1
+
+
+def find_layers(model: nn.Module) -> tuple[nn.Module, list[nn.Module]]:
+    """``(embedding_module, [block_0, ..., block_{L-1}])`` of a causal LM, unwrapping a PEFT model first.
+
+    The embedding is ``model.get_input_embeddings()``.  The blocks are the decoder's ``ModuleList`` (e.g.
+    ``model.model.layers``); failing the known locations, the longest ``nn.ModuleList`` whose children all share
+    one class.  Raises :class:`ReprtoolsError` when either cannot be found.
+    """
+    base = _unwrap(model)
+    get_emb = getattr(base, "get_input_embeddings", None)
+    embedding = get_emb() if callable(get_emb) else None
+    if not isinstance(embedding, nn.Module):
+        raise ReprtoolsError(
+            f"cannot find the input embedding of {type(base).__name__}: it has no get_input_embeddings()"
+        )
+    blocks = None
+    for path in _BLOCK_PATHS:
+        candidate = _get_path(base, path)
+        if _is_block_list(candidate):
+            blocks = candidate
+            break
+    if blocks is None:
+        best = None
+        for _, module in base.named_modules():
+            if _is_block_list(module) and (best is None or len(module) > len(best)):
+                best = module
+        blocks = best
+    if blocks is None:
+        raise ReprtoolsError(
+            f"cannot find the transformer blocks of {type(base).__name__}: no nn.ModuleList of same-class blocks"
+        )
+    blocks = list(blocks)
+    # Llama-style models run only the first config.num_hidden_layers blocks
+    n = getattr(getattr(base, "config", None), "num_hidden_layers", None)
+    if isinstance(n, int) and 0 < n < len(blocks):
+        blocks = blocks[:n]
+    return embedding, blocks
+
+
+# --------------------------------------------------------------------------------------------------- hooks
+def first_tensor(output) -> torch.Tensor:
+    """The hidden-state tensor of a module output: the tensor itself, or the first element of a tuple/ModelOutput."""
+    if isinstance(output, torch.Tensor):
+        return output
+    if isinstance(output, (tuple, list)) and output:
+        return first_tensor(output[0])
+    to_tuple = getattr(output, "to_tuple", None)  # transformers ModelOutput
+    if callable(to_tuple):
+        return first_tensor(to_tuple())
+    if isinstance(output, Mapping) and output:
+        return first_tensor(next(iter(output.values())))
+    raise TypeError(f"cannot find a hidden-state tensor in a module output of type {type(output).__name__}")
+
+
+class TraceDict:
+    """Hook named modules for the duration of a ``with`` block; the hooks are always removed on exit.
+
+    ``on_output(name, output)`` is called after each hooked module's forward with its raw output.  If it
+    returns something other than None, that replaces the module's output (like a PyTorch forward hook).
+    Hooks are removed when the block exits, also when it exits by an exception, and also if registering a
+    later hook fails midway.
+
+    >>> with TraceDict({"emb": emb, "block0": blocks[0]}, lambda name, out: print(name)):
+    ...     model(**batch)
+    """
+
+    def __init__(self, modules: Mapping[str, nn.Module], on_output: Callable[[str, object], object]):
+        self.modules = dict(modules)
+        self.on_output = on_output
+        self._handles: list[torch.utils.hooks.RemovableHandle] = []
+
+    def _hook(self, name: str):
+        def hook(module, args, output):
+            return self.on_output(name, output)
+
+        return hook
+
+    def __enter__(self) -> TraceDict:
+        try:
+            for name, module in self.modules.items():
+                self._handles.append(module.register_forward_hook(self._hook(name)))
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def close(self) -> None:
+        while self._handles:
+            self._handles.pop().remove()
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        self.close()
+
+
+# ------------------------------------------------------------------------------------------------- pooling
+class _Pooler:
+    """Per-batch state shared by the hooks: the mask, and the pooled vectors gathered so far.
+
+    Mean pooling of a float32 layer is one batched matmul with the 0/1 mask (no (batch, tokens, hidden)
+    temporary).  That would let a non-finite value at a padded position leak in (0 * inf = nan), so
+    :func:`capture` checks each batch's pooled vectors and re-runs a non-finite batch with ``safe=True``, which
+    excludes padded positions by selection (``torch.where``), as it always does for bf16/fp16 layers.
+    """
+
+    def __init__(self, names: Sequence[str], pool: str):
+        self.index = {name: i for i, name in enumerate(names)}
+        self.pool = pool
+        self.safe = False
+        self.pooled: list[torch.Tensor | None] = [None] * len(names)
+        self._state: dict[torch.device, tuple] = {}
+        self._mask: torch.Tensor | None = None
+
+    def start(self, attention_mask: torch.Tensor, safe: bool = False) -> None:
+        self._mask = attention_mask
+        self._state = {}
+        self.safe = safe
+        self.pooled = [None] * len(self.pooled)
+
+    def _on(self, device: torch.device) -> tuple:
+        """Mask-derived tensors on ``device`` (computed once per batch and device; a model may span devices)."""
+        if device not in self._state:
+            mask = self._mask.to(device).bool()
+            keep = mask.unsqueeze(-1)  # (batch, tokens, 1) True at real tokens
+            weights = mask.to(torch.float32).unsqueeze(1)  # (batch, 1, tokens) 0/1
+            count = mask.sum(dim=1, keepdim=True).to(torch.float32)  # (batch, 1) real tokens per row
+            positions = torch.arange(mask.shape[1], device=device)
+            last = torch.where(mask, positions, -1).amax(dim=1)  # (batch,) last real token, any padding side
+            rows = torch.arange(mask.shape[0], device=device)
+            self._state[device] = (keep, weights, count, last, rows)
+        return self._state[device]
+
+    def __call__(self, name: str, output) -> None:
+        hidden = first_tensor(output)
+        if hidden.dim() != 3 or hidden.shape[:2] != self._mask.shape:
+            raise ReprtoolsError(
+                f"layer '{name}' returned shape {tuple(hidden.shape)}, expected (batch, tokens, hidden) = "
+                f"{tuple(self._mask.shape)} + (hidden,)"
+            )
+        keep, weights, count, last, rows = self._on(hidden.device)
+        if self.pool == "last":
+            vec = hidden[rows, last].to(torch.float32)
+        elif hidden.dtype == torch.float32 and not self.safe:
+            vec = torch.bmm(weights, hidden).squeeze(1) / count
+        else:  # cast to float32 inside the sum: a bf16/fp16 layer is summed in fp32
+            vec = torch.where(keep, hidden, 0).sum(dim=1, dtype=torch.float32) / count
+        slot = self.index[name]
+        if self.pooled[slot] is not None:
+            raise ReprtoolsError(f"layer '{name}' ran twice in one forward pass; cannot tell which output to keep")
+        self.pooled[slot] = vec
+
+    def finish(self, names: Sequence[str], device: torch.device) -> torch.Tensor:
+        missing = [n for n, v in zip(names, self.pooled) if v is None]
+        if missing:
+            raise ReprtoolsError(f"the forward pass never ran layer(s) {', '.join(missing)}; cannot capture them")
+        stacked = torch.stack([v.to(device) for v in self.pooled])  # (layers, batch, hidden) on the device
+        self.pooled = [None] * len(self.pooled)
+        return stacked.to("cpu")  # one device->host copy per batch
+
+
+# ------------------------------------------------------------------------------------------ batches/forward
+def _model_device(model: nn.Module) -> torch.device:
+    for p in model.parameters():
+        return p.device
+    for b in model.buffers():
+        return b.device
+    return torch.device("cpu")
+
+
+def _length_sorted_batches(tokenizer, sentences: Sequence[str], batch_size: int, max_length: int) -> list[list[int]]:
+    """Indices of ``sentences`` grouped into batches of similar token length, longest first."""
+    lengths = [
+        len(ids) for ids in tokenizer(list(sentences), truncation=True, max_length=max_length)["input_ids"]
+    ]
+    order = sorted(range(len(sentences)), key=lambda i: -lengths[i])  # stable: ties keep input order
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def _encode(tokenizer, texts: list[str], max_length: int, device: torch.device) -> dict[str, torch.Tensor]:
+    enc = tokenizer(texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+    if "attention_mask" not in enc:
+        raise ReprtoolsError("the tokenizer returned no attention_mask; pooling needs one")
+    return {"input_ids": enc["input_ids"].to(device), "attention_mask": enc["attention_mask"].to(device)}
+
+
+def _forward_options(model: nn.Module) -> frozenset[str]:
+    """Which optional arguments the (unwrapped) model's forward names explicitly."""
+    try:
+        params = inspect.signature(_unwrap(model).forward).parameters
+    except (TypeError, ValueError):
+        return frozenset()
+    return frozenset(name for name in ("position_ids", "logits_to_keep") if name in params)
+
+
+def _forward_kwargs(options: frozenset[str], batch: dict[str, torch.Tensor]) -> dict:
+    """Keyword arguments for one capture forward pass: mask-derived position ids, no KV cache, minimal logits."""
+    kwargs = dict(batch)
+    kwargs["use_cache"] = False
+    if "position_ids" in options:
+        # positions count real tokens only, so a left-padded sentence sees the same positions as when alone
+        kwargs["position_ids"] = (batch["attention_mask"].long().cumsum(dim=-1) - 1).clamp(min=0)
+    if "logits_to_keep" in options:
+        kwargs["logits_to_keep"] = 1  # the hidden states are all we need; skip the (tokens x vocab) logits
+    return kwargs
+
+
+# ------------------------------------------------------------------------------------------------- capture
+def capture(
+    model: nn.Module,
+    tokenizer,
+    sentences: list[str],
+    *,
+    pool: str = "mean",
+    batch_size: int = 16,
+    max_length: int = 256,
+    device: str | torch.device | None = None,
+    progress: bool = False,
+) -> torch.Tensor:
+    """Pooled hidden states of every layer for every sentence: float32 ``(num_layers + 1, n_sentences, hidden)`` on CPU.
+
+    Row ``j`` belongs to ``sentences[j]`` (sentences are run in length-sorted batches for speed; the input order
+    is restored).  Layer 0 is the embedding output and layer ``i`` the output of block ``i``; see the module
+    docstring for the exact meaning and for how ``pool`` ("mean" over real tokens including BOS, or "last"
+    real token) uses the attention mask.  Works on base models and PEFT-wrapped ones (adapters unmerged).
+
+    ``device`` None keeps the model where it is; otherwise it is resolved with :func:`resolve_device` and the
+    model is moved there.  The model runs in eval mode (its training mode is restored afterwards) under
+    ``torch.inference_mode()`` with ``use_cache=False``.  ``progress=True`` shows a tqdm bar.
+    """
+    if isinstance(sentences, str) or not isinstance(sentences, Sequence):
+        raise ReprtoolsError("sentences must be a list of strings, not " + type(sentences).__name__)
+    sentences = list(sentences)
+    if not sentences:
+        raise ReprtoolsError("no sentences to capture: the sentence list is empty")
+    bad = next((i for i, s in enumerate(sentences) if not isinstance(s, str)), None)
+    if bad is not None:
+        raise ReprtoolsError(f"sentence {bad} is a {type(sentences[bad]).__name__}, not a string")
+    if pool not in POOLS:
+        raise ReprtoolsError(f"unknown pool '{pool}'; use one of: {', '.join(POOLS)}")
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ReprtoolsError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1:
+        raise ReprtoolsError(f"max_length must be a positive integer, got {max_length!r}")
+    if tokenizer.pad_token_id is None:
+        raise ReprtoolsError("the tokenizer has no pad token; set tokenizer.pad_token (e.g. to its eos token)")
+
+    if device is not None:
+        model.to(resolve_device(device))
+    dev = _model_device(model)
+
+    embedding, blocks = find_layers(model)
+    names = ["embedding"] + [f"block{i}" for i in range(len(blocks))]
+    modules = dict(zip(names, [embedding, *blocks]))
+    pooler = _Pooler(names, pool)
+    options = _forward_options(model)
+    batches = _length_sorted_batches(tokenizer, sentences, batch_size, max_length)
+    out: torch.Tensor | None = None  # allocated outside inference mode so callers may modify it in place
+
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(sentences), desc="capture", unit="sent")
+    was_training = model.training
+    model.eval()
+    try:
+        with TraceDict(modules, pooler):
+            for idx in batches:
+                batch = _encode(tokenizer, [sentences[i] for i in idx], max_length, dev)
+                empty = (batch["attention_mask"].sum(dim=1) == 0).nonzero().flatten().tolist()
+                if empty:
+                    raise ReprtoolsError(
+                        f"sentence {idx[empty[0]]} has no tokens after tokenisation; remove empty sentences"
+                    )
+                kwargs = _forward_kwargs(options, batch)
+                with torch.inference_mode():
+                    pooler.start(batch["attention_mask"])
+                    model(**kwargs)
+                    pooled = pooler.finish(names, dev)  # (layers, batch, hidden) float32 on CPU
+                    if pool == "mean" and not torch.isfinite(pooled).all():
+                        # maybe a non-finite value at a padded position leaked through the matmul: redo the
+                        # batch excluding padded positions by selection (non-finite real tokens stay as they are)
+                        pooler.start(batch["attention_mask"], safe=True)
+                        model(**kwargs)
+                        pooled = pooler.finish(names, dev)
+                if out is None:
+                    out = torch.empty((len(names), len(sentences), pooled.shape[-1]), dtype=torch.float32)
+                elif pooled.shape[-1] != out.shape[-1]:
+                    raise ReprtoolsError("layers returned different hidden sizes; cannot stack them")
+                out[:, torch.tensor(idx)] = pooled
+                if bar is not None:
+                    bar.update(len(idx))
+    finally:
+        model.train(was_training)
+        if bar is not None:
+            bar.close()
+    return out
+
