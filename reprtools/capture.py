@@ -67,14 +67,12 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     try:
         dev = device if isinstance(device, torch.device) else torch.device(str(device).strip().lower())
     except (RuntimeError, TypeError, ValueError):
-        raise ReprtoolsError(
-            f"unknown device '{device}'; use auto, cpu, cuda, cuda:N or mps"
-        ) from None
+        raise ReprtoolsError(f"unknown device '{device}'; use auto, cpu, cuda, cuda:N or mps") from None
     if dev.type == "cpu":
         return dev
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise ReprtoolsError(f"device '{device}' is not available: no CUDA GPU found; use --device cpu or auto")
+            raise ReprtoolsError(f"device '{device}' is not available: no CUDA GPU found; use cpu or auto")
         if dev.index is not None and dev.index >= torch.cuda.device_count():
             raise ReprtoolsError(
                 f"device '{device}' is not available: only {torch.cuda.device_count()} CUDA device(s) found"
@@ -294,6 +292,9 @@ class _Pooler:
         missing = [n for n, v in zip(names, self.pooled) if v is None]
         if missing:
             raise ReprtoolsError(f"the forward pass never ran layer(s) {', '.join(missing)}; cannot capture them")
+        sizes = {v.shape[-1] for v in self.pooled}
+        if len(sizes) > 1:
+            raise ReprtoolsError(f"the layers have different hidden sizes {sorted(sizes)}; cannot stack them")
         stacked = torch.stack([v.to(device) for v in self.pooled])  # (layers, batch, hidden) on the device
         self.pooled = [None] * len(self.pooled)
         return stacked.to("cpu")  # one device->host copy per batch
@@ -318,9 +319,13 @@ def _length_sorted_batches(tokenizer, sentences: Sequence[str], batch_size: int,
 
 
 def _encode(tokenizer, texts: list[str], max_length: int, device: torch.device) -> dict[str, torch.Tensor]:
+    """Tokenise one batch (padded on the tokenizer's side) and move it to ``device``."""
     enc = tokenizer(texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
     if "attention_mask" not in enc:
         raise ReprtoolsError("the tokenizer returned no attention_mask; pooling needs one")
+    empty = (enc["attention_mask"].sum(dim=1) == 0).nonzero().flatten().tolist()  # checked on the CPU: no sync
+    if empty:
+        raise ReprtoolsError(f"the sentence {texts[empty[0]]!r} has no tokens after tokenisation; remove it")
     return {"input_ids": enc["input_ids"].to(device), "attention_mask": enc["attention_mask"].to(device)}
 
 
@@ -408,11 +413,6 @@ def capture(
         with TraceDict(modules, pooler):
             for idx in batches:
                 batch = _encode(tokenizer, [sentences[i] for i in idx], max_length, dev)
-                empty = (batch["attention_mask"].sum(dim=1) == 0).nonzero().flatten().tolist()
-                if empty:
-                    raise ReprtoolsError(
-                        f"sentence {idx[empty[0]]} has no tokens after tokenisation; remove empty sentences"
-                    )
                 kwargs = _forward_kwargs(options, batch)
                 with torch.inference_mode():
                     pooler.start(batch["attention_mask"])
@@ -426,8 +426,6 @@ def capture(
                         pooled = pooler.finish(names, dev)
                 if out is None:
                     out = torch.empty((len(names), len(sentences), pooled.shape[-1]), dtype=torch.float32)
-                elif pooled.shape[-1] != out.shape[-1]:
-                    raise ReprtoolsError("layers returned different hidden sizes; cannot stack them")
                 out[:, torch.tensor(idx)] = pooled
                 if bar is not None:
                     bar.update(len(idx))

@@ -422,6 +422,8 @@ def test_find_layers_fallback_and_tuple_outputs():
 
     out = capture(toy, Tok(), ["abc", "abcdefgh"], batch_size=2)
     assert out.shape == (4, 2, 8)
+    with pytest.raises(ReprtoolsError, match="no tokens"):  # this tokenizer adds no BOS: "" is empty
+        capture(toy, Tok(), ["abc", ""])
     with torch.no_grad():
         h = toy.emb(torch.tensor([[1 + (ord(c) % 9) for c in "abc"]]))
         for i, block in enumerate(toy.stack):
