@@ -39,7 +39,6 @@ import json
 import math
 import os
 import re
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -52,6 +51,7 @@ from matplotlib.colors import LogNorm, Normalize
 from matplotlib.figure import Figure
 
 from reprtools.errors import ReprtoolsError
+from reprtools.fileio import atomic_path
 
 __all__ = [
     "COLUMNS",
@@ -1351,18 +1351,9 @@ def layer_cka_heatmap(matrix: Any, row_labels: Sequence[int] | None = None, col_
 
 
 def _atomic_write(final: Path, write) -> None:
-    """Write via ``write(fileobj)`` to a hidden temporary file beside ``final``, then rename over it."""
-    fd, tmp_name = tempfile.mkstemp(dir=final.parent, prefix=f".{final.name}.", suffix=".tmp")
-    tmp = Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            write(fh)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, final)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    """Write via ``write(fileobj)`` to a temporary file beside ``final``, then rename over it."""
+    with atomic_path(final) as tmp, open(tmp, "wb") as fh:
+        write(fh)
 
 
 def save_figure(fig: Figure, out_dir: str | os.PathLike[str], stem: str,

@@ -39,6 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from reprtools.errors import ReprtoolsError
+from reprtools.fileio import atomic_path, write_json
 
 METRICS_COLUMNS = ("checkpoint", "method", "reference", "layer", "lang", "lang_b", "metric", "value", "ci_low", "ci_high")
 SHIFT_MEASURES = ("cka_linear", "cka_linear_debiased", "cka_rbf", "cosine_base")
@@ -181,10 +182,8 @@ def save_representations(path: Path, layers, key: str) -> None:
     from safetensors.torch import save_file
 
     tensors = {f"layer.{i}": torch.as_tensor(layers[i], dtype=torch.float32).contiguous() for i in range(len(layers))}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    save_file(tensors, str(tmp), metadata={"reprtools_key": key, "layers": str(len(layers))})
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata={"reprtools_key": key, "layers": str(len(layers))})
 
 
 def load_representations(path: str | os.PathLike) -> np.ndarray:
@@ -284,13 +283,11 @@ def layer_cka_matrices(reps: dict[str, dict[str, np.ndarray]], langs: list[str])
 
 
 def write_metrics_csv(rows: list[dict], path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w", newline="", encoding="utf-8") as f:
+    with atomic_path(path) as tmp, tmp.open("w", newline="", encoding="utf-8") as f:
         writer = csv.DictWriter(f, fieldnames=METRICS_COLUMNS)
         writer.writeheader()
         for row in rows:
             writer.writerow({k: (repr(v) if isinstance(v, float) else v) for k, v in row.items()})
-    tmp.replace(path)
 
 
 def _save_npz(path: Path, matrices: dict[str, np.ndarray]) -> None:
@@ -299,9 +296,8 @@ def _save_npz(path: Path, matrices: dict[str, np.ndarray]) -> None:
         arrays[key] = m
         arrays[f"{key}_rows"] = np.arange(m.shape[0])
         arrays[f"{key}_cols"] = np.arange(m.shape[1])
-    tmp = path.with_name(f".{path.stem}.tmp.npz")
-    np.savez(tmp, **arrays)
-    tmp.replace(path)
+    with atomic_path(path) as tmp, tmp.open("wb") as f:
+        np.savez(f, **arrays)
 
 
 # ------------------------------------------------------------------------------------------------- probe
@@ -425,9 +421,7 @@ def probe(opts: ProbeOptions) -> ProbeResult:
         "wall_time_s": time.time() - started,
         "options": asdict(opts),
     }
-    tmp = out / ".summary.json.tmp"
-    tmp.write_text(json.dumps(summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    tmp.replace(out / "summary.json")
+    write_json(out / "summary.json", summary)
     return ProbeResult(out, metrics_csv, rows, summary, figures)
 
 

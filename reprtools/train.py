@@ -11,7 +11,6 @@ Training uses transformers' :class:`~transformers.Trainer`, so the same call run
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import platform
@@ -38,6 +37,7 @@ from reprtools.adapters import (
 )
 from reprtools.data.mixing import target_count
 from reprtools.errors import ReprtoolsError
+from reprtools.fileio import write_json
 from reprtools.models import DEFAULT_MODEL, fingerprint, resolve_model
 
 RUN_FILE = "run.json"
@@ -154,12 +154,6 @@ def _versions() -> dict:
         "peft": peft.__version__,
         "accelerate": accelerate.__version__,
     }
-
-
-def _write_json_atomic(path: Path, obj) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-    tmp.replace(path)
 
 
 def orthogonal_regulariser(peft_model, adapter_name: str = "default") -> float:
@@ -382,7 +376,7 @@ def train(opts: TrainOptions) -> RunResult:
         "command": sys.argv,
         "options": asdict(opts),
     }
-    _write_json_atomic(out / RUN_FILE, manifest)
+    write_json(out / RUN_FILE, manifest)
     return RunResult(out, manifest, peft_model)
 
 
