@@ -299,6 +299,7 @@ def train(opts: TrainOptions) -> RunResult:
         report_to="none",
         disable_tqdm=not opts.progress,
         dataloader_num_workers=0,
+        dataloader_pin_memory=torch.cuda.is_available(),
     )
     trainer = _ReprTrainer(
         model=peft_model,
