@@ -38,13 +38,12 @@ def parse_methods(methods: str | list[str]) -> list[str]:
 
 def budgets(model: str, methods="lora,dora,vera,adalora,pissa", rank: int = 8, match_budget: str | None = None):
     """Budget rows per method at ``rank``; with ``match_budget``, the matched rank's row per method instead."""
-    if rank <= 0:
-        raise ReprtoolsError(f"--rank must be a positive integer, got {rank}")
+    base_spec = AdapterSpec(rank=rank)  # checks the rank
     names = parse_methods(methods)
     config = load_model_config(model)
     if match_budget is None:
         return budget_table(config, names, rank)
-    target, _ = parse_budget_target(match_budget, config, AdapterSpec(rank=rank))
+    target, _ = parse_budget_target(match_budget, config, base_spec)
     return [match_rank(config, AdapterSpec(method=m), target) for m in names]
 
 

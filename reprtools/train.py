@@ -26,7 +26,6 @@ from reprtools.adapters import (
     METHODS,
     AdapterSpec,
     adalora_schedule,
-    check_method,
     count_all,
     count_trainable,
     default_learning_rate,
@@ -77,10 +76,12 @@ class TrainOptions:
     resume: bool = False
     progress: bool = True
 
+    def adapter_spec(self) -> AdapterSpec:
+        """The adapter these options ask for; checks the method, rank, alpha, dropout and PiSSA iterations."""
+        return AdapterSpec(self.method, self.rank, self.alpha, self.dropout, pissa_niter=self.pissa_niter, seed=self.seed)
+
     def validate(self) -> None:
-        check_method(self.method)
-        if not isinstance(self.rank, int) or self.rank <= 0:
-            raise ReprtoolsError(f"--rank must be a positive integer, got {self.rank}")
+        self.adapter_spec()
         if not 0.0 <= float(self.ratio) <= 1.0:
             raise ReprtoolsError(f"--ratio must be in [0, 1] (the target language's share), got {self.ratio}")
         for name in ("batch_size", "gradient_accumulation", "max_length", "save_steps", "logging_steps"):
@@ -96,7 +97,6 @@ class TrainOptions:
             raise ReprtoolsError(f"--learning-rate must be positive, got {self.learning_rate}")
         if self.overwrite and self.resume:
             raise ReprtoolsError("--overwrite and --resume contradict each other; choose one")
-        AdapterSpec(self.method, self.rank, self.alpha, self.dropout, pissa_niter=self.pissa_niter, seed=self.seed)
 
 
 def run_state(output_dir: Path) -> str:
@@ -229,7 +229,7 @@ def train(opts: TrainOptions) -> RunResult:
     steps_per_epoch = math.ceil(len(features) / (opts.batch_size * opts.gradient_accumulation * world))
     total_steps = opts.max_steps or max(1, math.ceil(steps_per_epoch * opts.epochs))
 
-    spec = AdapterSpec(opts.method, opts.rank, opts.alpha, opts.dropout, pissa_niter=opts.pissa_niter, seed=opts.seed)
+    spec = opts.adapter_spec()
     budget_match = None
     if opts.match_budget:
         target, described = parse_budget_target(opts.match_budget, model.config, spec)
