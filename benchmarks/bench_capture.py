@@ -5,7 +5,8 @@ mask-derived position ids, ``logits_to_keep=1`` where the model supports it) and
 
 * ``plain``          a plain forward pass, nothing captured (the floor);
 * ``capture``        ``reprtools.capture.capture``: forward hooks pool every layer on the device;
-* ``hidden_states``  ``output_hidden_states=True``, then the same mask-mean pooling of every layer afterwards;
+* ``hidden_states``  ``output_hidden_states=True``, then the same pooling as capture's default (the mean over
+                     each sentence's own tokens: no padding, no special tokens) of every layer afterwards;
 * ``full_logits``    (with ``--full-logits``) the plain Hugging Face forward, which also computes every token's
                      logits - shown for reference only.
 
@@ -122,16 +123,16 @@ def run_variant(variant, model, tokenizer, sentences, batch_size, max_length):
     out = None
     model.eval()
     for idx in _length_sorted_batches(tokenizer, sentences, batch_size, max_length):
-        batch = _encode(tokenizer, [sentences[i] for i in idx], max_length, dev)
+        batch, own = _encode(tokenizer, [sentences[i] for i in idx], max_length, dev)
         with torch.inference_mode():
             if variant == "plain":
                 model(**_forward_kwargs(options, batch))
             elif variant == "full_logits":
                 model(**batch, use_cache=False)
-            elif variant == "hidden_states":
+            elif variant == "hidden_states":  # the same pooling as capture's default: the sentence's own tokens
                 hidden = model(**_forward_kwargs(options, batch), output_hidden_states=True).hidden_states
-                keep = batch["attention_mask"].bool().unsqueeze(-1)
-                count = batch["attention_mask"].sum(dim=1, keepdim=True).float()
+                keep = own.unsqueeze(-1)
+                count = own.sum(dim=1, keepdim=True).float()
                 pooled = torch.stack([torch.where(keep, h.float(), 0.0).sum(dim=1) / count for h in hidden]).cpu()
                 if out is None:
                     out = torch.empty((len(hidden), len(sentences), pooled.shape[-1]))

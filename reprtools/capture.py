@@ -14,23 +14,33 @@ The result of :func:`capture` has shape ``(num_layers + 1, n_sentences, hidden)`
 
 How pooling works
 -----------------
-Each layer's ``(batch, tokens, hidden)`` output is reduced inside a forward hook, on the model's device, to a
-``(batch, hidden)`` vector per sentence using the tokenizer's attention mask:
+Each layer's ``(batch, tokens, hidden)`` output is reduced inside a forward hook, on the model's device, to one
+vector per sentence, using masks from the tokenizer (padding never contributes, whichever side it is on):
 
-* ``pool="mean"`` (default): the mean over every token whose attention mask is 1.  That **includes** the
-  special tokens the tokenizer adds (e.g. BOS); padding tokens (mask 0) never contribute, whichever side the
-  tokenizer pads on (``tokenizer.padding_side`` "left" or "right").
-* ``pool="last"``: the vector of the last token whose mask is 1, found from the mask (so it is right for left
-  and right padding alike).
+* ``pool="mean"`` (default): the mean over the sentence's **own** tokens: not padding, and not the special
+  tokens the tokenizer added (BOS, EOS, ...).  In a causal LM the BOS state is the same for every sentence (it
+  attends only to itself), and in the middle layers of many LMs, Gemma 3 among them, it carries "massive
+  activations" of huge norm (Sun et al. 2024, "Massive Activations in Large Language Models"); a mean that
+  includes it is roughly ``c / T + content``, so sentence length along one fixed direction would dominate
+  every similarity measure.
+* ``pool="mean-all"``: the mean over every non-padding token, special tokens included (what "mean" meant in
+  earlier versions; kept for comparison).
+* ``pool="last"``: the last non-padding token (possibly a special token, e.g. an EOS the tokenizer appends).
+
+The special tokens are those the tokenizer's own ``special_tokens_mask`` marks (``return_special_tokens_mask``):
+the ones its template added, so a literal ``"<s>"`` typed in a sentence still counts as the sentence's own
+(checked for the tiny models' byte-level tokenizer and Gemma 3's).  For a tokenizer that cannot return that
+mask, the tokens whose ids are in its ``all_special_ids`` (bar ``unk``) count as added.  A sentence left with
+no tokens of its own (empty, or truncated down to its BOS) raises :class:`~reprtools.errors.ReprtoolsError`,
+whatever the pool: no pool would describe it.
 
 Hidden states are cast to float32 before they are summed (a bf16/fp16 model pools in fp32).  A float32 layer
-is mean-pooled with one batched matmul against the 0/1 mask; should a batch's pooled vectors come out
-non-finite (a non-finite value at a padded position would leak through ``0 * inf``), the batch is re-run with
-padded positions excluded by selection (``torch.where``), which is also how bf16/fp16 layers are always pooled.
-Position ids are derived from the mask, so a padded sentence sees the same positions as when it is alone (this
-matters for models with absolute position embeddings under left padding).  Only the pooled vectors leave the
-device, once per batch; the ``(batch, tokens, hidden)`` outputs of the layers are never kept, so memory does not
-grow with the number of layers or sentences.
+is mean-pooled with one batched matmul against the 0/1 pooling mask; should a batch's pooled vectors come out
+non-finite (a non-finite value at an excluded position, padding or an overflowed BOS, would leak through
+``0 * inf``), the batch is re-run leaving excluded positions out by selection (``torch.where``), which is also
+how bf16/fp16 layers are always pooled.  Position ids are derived from the attention mask, so a padded sentence
+sees the same positions as when it is alone (absolute position embeddings under left padding).  Only the pooled
+vectors leave the device, once per batch; the layers' ``(batch, tokens, hidden)`` outputs are never kept.
 
 Public API: :func:`capture`, :func:`find_layers`, :func:`resolve_device` and :class:`TraceDict` (a context
 manager that hooks named modules and always removes the hooks on exit).
@@ -46,9 +56,12 @@ from torch import nn
 
 from reprtools.errors import ReprtoolsError
 
-POOLS = ("mean", "last")
+POOLS = ("mean", "mean-all", "last")
+# Bumped whenever what a pool computes changes (2: "mean" leaves out the special tokens), so a cache of pooled
+# vectors keyed by the pool's name can include it and never serve vectors pooled the old way.
+POOLING_VERSION = 2
 
-__all__ = ["POOLS", "TraceDict", "capture", "find_layers", "first_tensor", "resolve_device"]
+__all__ = ["POOLING_VERSION", "POOLS", "TraceDict", "capture", "find_layers", "first_tensor", "resolve_device"]
 
 
 # ------------------------------------------------------------------------------------------------- devices
@@ -234,12 +247,12 @@ class TraceDict:
 
 # ------------------------------------------------------------------------------------------------- pooling
 class _Pooler:
-    """Per-batch state shared by the hooks: the mask, and the pooled vectors gathered so far.
+    """Per-batch state shared by the hooks: the masks, and the pooled vectors gathered so far.
 
-    Mean pooling of a float32 layer is one batched matmul with the 0/1 mask (no (batch, tokens, hidden)
-    temporary).  That would let a non-finite value at a padded position leak in (0 * inf = nan), so
+    Mean pooling of a float32 layer is one batched matmul with the 0/1 pooling mask (no (batch, tokens, hidden)
+    temporary).  That would let a non-finite value at an excluded position leak in (0 * inf = nan), so
     :func:`capture` checks each batch's pooled vectors and re-runs a non-finite batch with ``safe=True``, which
-    excludes padded positions by selection (``torch.where``), as it always does for bf16/fp16 layers.
+    leaves excluded positions out by selection (``torch.where``), as it always does for bf16/fp16 layers.
     """
 
     def __init__(self, names: Sequence[str], pool: str):
@@ -249,9 +262,12 @@ class _Pooler:
         self.pooled: list[torch.Tensor | None] = [None] * len(names)
         self._state: dict[torch.device, tuple] = {}
         self._mask: torch.Tensor | None = None
+        self._own: torch.Tensor | None = None
 
-    def start(self, attention_mask: torch.Tensor, safe: bool = False) -> None:
+    def start(self, attention_mask: torch.Tensor, own: torch.Tensor, safe: bool = False) -> None:
+        """A new batch: ``attention_mask`` marks real tokens, ``own`` the real tokens that are not special."""
         self._mask = attention_mask
+        self._own = own
         self._state = {}
         self.safe = safe
         self.pooled = [None] * len(self.pooled)
@@ -260,9 +276,10 @@ class _Pooler:
         """Mask-derived tensors on ``device`` (computed once per batch and device; a model may span devices)."""
         if device not in self._state:
             mask = self._mask.to(device).bool()
-            keep = mask.unsqueeze(-1)  # (batch, tokens, 1) True at real tokens
-            weights = mask.to(torch.float32).unsqueeze(1)  # (batch, 1, tokens) 0/1
-            count = mask.sum(dim=1, keepdim=True).to(torch.float32)  # (batch, 1) real tokens per row
+            pooled = (self._own if self.pool == "mean" else self._mask).to(device).bool()  # tokens to average
+            keep = pooled.unsqueeze(-1)  # (batch, tokens, 1) True at the tokens to average
+            weights = pooled.to(torch.float32).unsqueeze(1)  # (batch, 1, tokens) 0/1
+            count = pooled.sum(dim=1, keepdim=True).to(torch.float32)  # (batch, 1) tokens averaged per row
             positions = torch.arange(mask.shape[1], device=device)
             last = torch.where(mask, positions, -1).amax(dim=1)  # (batch,) last real token, any padding side
             rows = torch.arange(mask.shape[0], device=device)
@@ -309,24 +326,66 @@ def _model_device(model: nn.Module) -> torch.device:
     return torch.device("cpu")
 
 
+def _special_ids(tokenizer) -> set[int]:
+    """Fallback for a tokenizer that returns no special-tokens mask: its special ids, bar unk (which is text)."""
+    ids = set(getattr(tokenizer, "all_special_ids", None) or ())
+    return ids - {getattr(tokenizer, "unk_token_id", None)}
+
+
+def _tokenize(tokenizer, texts: list[str], max_length: int, padding: bool) -> tuple[list, list, list]:
+    """``(input_ids, attention_mask, own)`` as lists of lists; ``own`` is 1 at a real token that is not special.
+
+    The special tokens are those the tokenizer marks in its ``special_tokens_mask`` (the tokens its template
+    added: BOS, EOS, ...), else those whose id is in :func:`_special_ids`.  A text without a token of its own
+    raises :class:`ReprtoolsError`.
+    """
+    options = dict(padding=padding, truncation=True, max_length=max_length)
+    try:
+        enc = tokenizer(texts, return_special_tokens_mask=True, **options)
+    except TypeError:  # a tokenizer that does not know the option
+        enc = tokenizer(texts, **options)
+    ids = enc["input_ids"]
+    if "attention_mask" not in enc:
+        raise ReprtoolsError("the tokenizer returned no attention_mask; pooling needs one")
+    mask = enc["attention_mask"]
+    special = enc.get("special_tokens_mask")
+    if special is None:
+        known = _special_ids(tokenizer)
+        special = [[int(t in known) for t in row] for row in ids]
+    own = [[int(m == 1 and s == 0) for m, s in zip(mr, sr)] for mr, sr in zip(mask, special)]
+    empty = next((j for j, row in enumerate(own) if not any(row)), None)
+    if empty is not None:
+        text = repr(texts[empty]) if len(texts[empty]) <= 60 else repr(texts[empty][:60]) + "..."
+        if len(tokenizer([texts[empty]])["input_ids"][0]) > max_length:
+            why = f"once truncated to max_length={max_length} tokens, only special tokens such as BOS are left; "
+            raise ReprtoolsError(f"the sentence {text} has no tokens of its own: {why}raise max_length")
+        raise ReprtoolsError(
+            f"the sentence {text} has no tokens of its own, only special tokens such as BOS; remove it"
+        )
+    return ids, mask, own
+
+
 def _length_sorted_batches(tokenizer, sentences: Sequence[str], batch_size: int, max_length: int) -> list[list[int]]:
-    """Indices of ``sentences`` grouped into batches of similar token length, longest first."""
-    lengths = [
-        len(ids) for ids in tokenizer(list(sentences), truncation=True, max_length=max_length)["input_ids"]
-    ]
+    """Indices of ``sentences`` grouped into batches of similar token length, longest first.
+
+    Every sentence is tokenised here, so one without tokens of its own fails before any forward pass.
+    """
+    lengths = [len(row) for row in _tokenize(tokenizer, list(sentences), max_length, padding=False)[0]]
     order = sorted(range(len(sentences)), key=lambda i: -lengths[i])  # stable: ties keep input order
     return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
 
-def _encode(tokenizer, texts: list[str], max_length: int, device: torch.device) -> dict[str, torch.Tensor]:
-    """Tokenise one batch (padded on the tokenizer's side) and move it to ``device``."""
-    enc = tokenizer(texts, padding=True, truncation=True, max_length=max_length, return_tensors="pt")
-    if "attention_mask" not in enc:
-        raise ReprtoolsError("the tokenizer returned no attention_mask; pooling needs one")
-    empty = (enc["attention_mask"].sum(dim=1) == 0).nonzero().flatten().tolist()  # checked on the CPU: no sync
-    if empty:
-        raise ReprtoolsError(f"the sentence {texts[empty[0]]!r} has no tokens after tokenisation; remove it")
-    return {"input_ids": enc["input_ids"].to(device), "attention_mask": enc["attention_mask"].to(device)}
+def _encode(
+    tokenizer, texts: list[str], max_length: int, device: torch.device
+) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """Tokenise one batch (padded on the tokenizer's side) onto ``device``: ``(model inputs, own-token mask)``.
+
+    The model inputs are ``input_ids`` and ``attention_mask``; the own-token mask (bool, same shape) is True at
+    the real tokens that are not special tokens the tokenizer added (see :func:`_tokenize`).
+    """
+    ids, mask, own = _tokenize(tokenizer, texts, max_length, padding=True)
+    inputs = {"input_ids": torch.tensor(ids).to(device), "attention_mask": torch.tensor(mask).to(device)}
+    return inputs, torch.tensor(own, dtype=torch.bool).to(device)
 
 
 def _forward_options(model: nn.Module) -> frozenset[str]:
@@ -350,6 +409,23 @@ def _forward_kwargs(options: frozenset[str], batch: dict[str, torch.Tensor]) -> 
     return kwargs
 
 
+def _run_batch(model, pooler: _Pooler, names, options, inputs: dict, own: torch.Tensor) -> torch.Tensor:
+    """One forward pass with the hooks in place: the batch's pooled vectors, (layers, batch, hidden) on CPU."""
+    kwargs = _forward_kwargs(options, inputs)
+    dev = inputs["input_ids"].device
+    with torch.inference_mode():
+        pooler.start(inputs["attention_mask"], own)
+        model(**kwargs)
+        pooled = pooler.finish(names, dev)
+        if pooler.pool != "last" and not torch.isfinite(pooled).all():
+            # maybe a non-finite value at an excluded position (padding, a special token) leaked through the
+            # matmul: redo the batch leaving those out by selection (non-finite averaged tokens stay as they are)
+            pooler.start(inputs["attention_mask"], own, safe=True)
+            model(**kwargs)
+            pooled = pooler.finish(names, dev)
+    return pooled
+
+
 # ------------------------------------------------------------------------------------------------- capture
 def capture(
     model: nn.Module,
@@ -366,8 +442,17 @@ def capture(
 
     Row ``j`` belongs to ``sentences[j]`` (sentences are run in length-sorted batches for speed; the input order
     is restored).  Layer 0 is the embedding output and layer ``i`` the output of block ``i``; see the module
-    docstring for the exact meaning and for how ``pool`` ("mean" over real tokens including BOS, or "last"
-    real token) uses the attention mask.  Works on base models and PEFT-wrapped ones (adapters unmerged).
+    docstring for the exact meaning.  ``pool`` is one of :data:`POOLS`:
+
+    * ``"mean"``: the mean over the sentence's own tokens, i.e. neither padding nor the special tokens the
+      tokenizer added (BOS, EOS, ...).  BOS is left out because its state is the same for every sentence and,
+      in many LMs' middle layers, of huge norm (Sun et al. 2024, "Massive Activations in Large Language
+      Models"): a mean including it would mostly measure sentence length;
+    * ``"mean-all"``: the mean over every non-padding token, special tokens included;
+    * ``"last"``: the last non-padding token (possibly a special token such as an appended EOS).
+
+    A sentence with no tokens of its own after tokenisation and truncation to ``max_length`` raises
+    :class:`ReprtoolsError`.  Works on base models and PEFT-wrapped ones (adapters unmerged).
 
     ``device`` None keeps the model where it is; otherwise it is resolved with :func:`resolve_device` and the
     model is moved there.  The model runs in eval mode (its training mode is restored afterwards) under
@@ -412,18 +497,8 @@ def capture(
     try:
         with TraceDict(modules, pooler):
             for idx in batches:
-                batch = _encode(tokenizer, [sentences[i] for i in idx], max_length, dev)
-                kwargs = _forward_kwargs(options, batch)
-                with torch.inference_mode():
-                    pooler.start(batch["attention_mask"])
-                    model(**kwargs)
-                    pooled = pooler.finish(names, dev)  # (layers, batch, hidden) float32 on CPU
-                    if pool == "mean" and not torch.isfinite(pooled).all():
-                        # maybe a non-finite value at a padded position leaked through the matmul: redo the
-                        # batch excluding padded positions by selection (non-finite real tokens stay as they are)
-                        pooler.start(batch["attention_mask"], safe=True)
-                        model(**kwargs)
-                        pooled = pooler.finish(names, dev)
+                inputs, own = _encode(tokenizer, [sentences[i] for i in idx], max_length, dev)
+                pooled = _run_batch(model, pooler, names, options, inputs, own)
                 if out is None:
                     out = torch.empty((len(names), len(sentences), pooled.shape[-1]), dtype=torch.float32)
                 out[:, torch.tensor(idx)] = pooled

@@ -1,4 +1,4 @@
-"""Tests of reprtools.capture: hooks, layer semantics, mask pooling, padding invariance, PEFT, dtypes."""
+"""Tests of reprtools.capture: hooks, layer semantics, mask pooling (own tokens / all / last), padding, PEFT, dtypes."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from reprtools.capture import TraceDict, capture, find_layers, resolve_device
+from reprtools.capture import POOLS, TraceDict, capture, find_layers, first_tensor, resolve_device
 from reprtools.errors import ReprtoolsError
 
 SHORT = "Hi there."
@@ -83,6 +83,23 @@ def _reference_layers(model, tokenizer, sentence: str) -> list[torch.Tensor]:
     return [h[0].float() for h in hs[:-1]] + [pre[0].float()]
 
 
+def _bos_only_special(tokenizer, sentence: str) -> None:
+    """The tiny models' byte tokenizer adds exactly one token, a BOS in front (what the references rely on)."""
+    ids = tokenizer(sentence)["input_ids"]
+    assert ids[0] == tokenizer.bos_token_id and tokenizer.bos_token_id not in ids[1:]
+    assert len(ids) == 1 + len(sentence.encode("utf-8"))  # one byte token per byte, nothing else added
+
+
+def _pool_ref(h: torch.Tensor, pool: str) -> torch.Tensor:
+    """float64 reference pooling of one unpadded sentence's (tokens, hidden) states whose token 0 is the BOS."""
+    h = h.double()
+    if pool == "mean":
+        return h[1:].mean(dim=0)  # the sentence's own tokens: everything after the BOS
+    if pool == "mean-all":
+        return h.mean(dim=0)
+    return h[-1]
+
+
 # ----------------------------------------------------------------------------------------- layer semantics
 @pytest.mark.parametrize("tiny", TINY, indirect=True)
 def test_shape_and_dtype(tiny):
@@ -95,16 +112,18 @@ def test_shape_and_dtype(tiny):
 
 
 @pytest.mark.parametrize("tiny", TINY, indirect=True)
-@pytest.mark.parametrize("pool", ["mean", "last"])
+@pytest.mark.parametrize("pool", POOLS)
 def test_matches_output_hidden_states(tiny, pool):
     model, tokenizer = tiny
+    assert POOLS == ("mean", "mean-all", "last")
     got = capture(model, tokenizer, SENTENCES, pool=pool, batch_size=3)
     for j, sentence in enumerate(SENTENCES):
+        _bos_only_special(tokenizer, sentence)
         ref = _reference_layers(model, tokenizer, sentence)
         assert len(ref) == got.shape[0]
         for i, h in enumerate(ref):
-            want = h.mean(dim=0) if pool == "mean" else h[-1]
-            torch.testing.assert_close(got[i, j], want, atol=1e-5, rtol=1e-5, msg=f"layer {i} sentence {j}")
+            want = _pool_ref(h, pool)
+            torch.testing.assert_close(got[i, j].double(), want, atol=1e-5, rtol=1e-5, msg=f"layer {i} sentence {j}")
 
 
 @pytest.mark.parametrize("tiny", ["tiny-llama", "tiny-gemma"], indirect=True)
@@ -114,36 +133,128 @@ def test_layer0_is_embedding_module_output(tiny):
     with torch.no_grad():
         emb = model.get_input_embeddings()(enc["input_ids"])[0]
     got = capture(model, tokenizer, [SHORT])
-    torch.testing.assert_close(got[0, 0], emb.mean(dim=0))
+    torch.testing.assert_close(got[0, 0], emb[1:].mean(dim=0))  # token 0 is the BOS
     if model.config.model_type.startswith("gemma"):  # the scaled embedding, not the raw table rows
-        raw = model.get_input_embeddings().weight[enc["input_ids"][0]].mean(dim=0)
+        raw = model.get_input_embeddings().weight[enc["input_ids"][0, 1:]].mean(dim=0)
         assert not torch.allclose(got[0, 0], raw)
 
 
 @pytest.mark.parametrize("tiny", ["tiny-llama", "tiny-qwen"], indirect=True)
-def test_mask_weighted_mean_by_hand(tiny):
+@pytest.mark.parametrize("side", ["left", "right"])
+def test_mask_weighted_mean_by_hand(tiny, side):
+    """Each pool against a float64 mean over a padded batch's output_hidden_states, masks built by hand."""
     model, tokenizer = tiny
-    tokenizer.padding_side = "right"
+    tokenizer.padding_side = side
     batch = [SHORT, *LONG]
     enc = tokenizer(batch, padding=True, return_tensors="pt")
-    assert (enc["attention_mask"] == 0).any()
+    real = enc["attention_mask"].bool()
+    assert (~real).any()
+    # the byte tokenizer adds one BOS, the first real token of each row (these sentences have no literal "<s>")
+    bos = real & (enc["input_ids"] == tokenizer.bos_token_id)
+    assert (bos.sum(1) == 1).all() and (bos & (real.cumsum(1) == 1)).sum() == len(batch)
+    own = real & ~bos
+    positions = (real.long().cumsum(-1) - 1).clamp(min=0)
     with torch.no_grad():
-        hs = model(**enc, output_hidden_states=True, use_cache=False).hidden_states
-    mask = enc["attention_mask"].float()
-    got = capture(model, tokenizer, batch, batch_size=8)
-    lengths = enc["attention_mask"].sum(1)
+        hs = model(**enc, position_ids=positions, output_hidden_states=True, use_cache=False).hidden_states
+    last_pos = torch.where(real, torch.arange(real.shape[1]), -1).amax(1)
+    got = {pool: capture(model, tokenizer, batch, pool=pool, batch_size=8) for pool in POOLS}
     for i, h in enumerate(hs[:-1]):
-        mean = (h * mask[..., None]).sum(1) / mask.sum(1, keepdim=True)
-        torch.testing.assert_close(got[i], mean, atol=1e-5, rtol=1e-5)
-    last = capture(model, tokenizer, batch, pool="last", batch_size=8)
-    for i, h in enumerate(hs[:-1]):
-        torch.testing.assert_close(last[i], h[torch.arange(len(batch)), lengths - 1], atol=1e-5, rtol=1e-5)
+        h = h.double()
+        for pool, mask in (("mean", own), ("mean-all", real)):
+            m = mask.double()[..., None]
+            torch.testing.assert_close(got[pool][i].double(), (h * m).sum(1) / m.sum(1), atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(got["last"][i].double(), h[torch.arange(len(batch)), last_pos], atol=1e-5, rtol=1e-5)
+    assert not torch.allclose(got["mean"], got["mean-all"])  # the BOS really is left out
+
+
+class _MassiveBOS:
+    """Give every captured layer of a model a huge constant vector at the BOS position, like the "massive
+    activations" of Sun et al. 2024 ("Massive Activations in Large Language Models").
+
+    A forward hook adds ``scale * direction_i`` to layer i's output at each row's first real token (the BOS);
+    a pre-hook on the next module (the next block, or the final norm after the last one) hands it the original
+    output again, so the model computes exactly what it did before and only the states the capture sees at
+    the BOS differ.  Hooks registered before :func:`capture` runs see outputs before capture's hooks do.
+    """
+
+    def __init__(self, model, scale: float):
+        emb, blocks = find_layers(model)
+        producers = [emb, *blocks]
+        consumers = [*blocks, _final_norm(model)]
+        gen = torch.Generator().manual_seed(1)
+        self.bumps = [scale * torch.randn(model.config.hidden_size, generator=gen) for _ in producers]
+        self.saved: dict[int, torch.Tensor] = {}
+        self.seen: dict[str, torch.Tensor] = {}
+        self.handles = [model.register_forward_pre_hook(self._remember_mask, with_kwargs=True)]
+        for i, (producer, consumer) in enumerate(zip(producers, consumers)):
+            self.handles.append(producer.register_forward_hook(self._add(i)))
+            self.handles.append(consumer.register_forward_pre_hook(self._restore(i)))
+
+    def _remember_mask(self, module, args, kwargs):
+        self.seen["mask"] = kwargs["attention_mask"]
+
+    def _add(self, i: int):
+        def hook(module, args, output):
+            h = first_tensor(output)
+            self.saved[i] = h
+            mask = self.seen["mask"]
+            bos = ((mask.cumsum(dim=1) == 1) & (mask == 1)).unsqueeze(-1)  # the first real token of each row
+            bumped = h + bos * self.bumps[i].to(h.dtype)
+            return bumped if isinstance(output, torch.Tensor) else (bumped, *output[1:])
+
+        return hook
+
+    def _restore(self, i: int):
+        def hook(module, args):
+            return (self.saved.pop(i), *args[1:])
+
+        return hook
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        for handle in self.handles:
+            handle.remove()
+
+
+@pytest.mark.parametrize("tiny", ["tiny-llama", "tiny-gemma"], indirect=True)
+@pytest.mark.parametrize("side", ["left", "right"])
+def test_huge_constant_bos_state_does_not_reach_mean(tiny, side):
+    """pool="mean" is blind to the BOS state (identical with and without a huge BOS vector in every layer);
+    "mean-all" moves by exactly bump / (real tokens), i.e. by sentence length along one direction."""
+    model, tokenizer = tiny
+    tokenizer.padding_side = side
+    batch = [SHORT, *LONG, SENTENCES[2]]
+    plain = {pool: capture(model, tokenizer, batch, pool=pool, batch_size=3) for pool in POOLS}
+    with _MassiveBOS(model, scale=1e4) as massive:
+        bumped = {pool: capture(model, tokenizer, batch, pool=pool, batch_size=3) for pool in POOLS}
+        assert not massive.saved  # every bumped output was handed back to the model
+    torch.testing.assert_close(bumped["mean"], plain["mean"], atol=0, rtol=0)
+    torch.testing.assert_close(bumped["last"], plain["last"], atol=0, rtol=0)  # the BOS is never last here
+    lengths = torch.tensor([len(ids) for ids in tokenizer(batch)["input_ids"]], dtype=torch.float64)
+    shift = torch.stack(massive.bumps).double()[:, None, :] / lengths[None, :, None]  # (layers, sentences, hidden)
+    diff = bumped["mean-all"].double() - plain["mean-all"].double()
+    assert diff.abs().amax() > 10  # it dominates: the layers' own values are O(1)
+    torch.testing.assert_close(diff, shift, atol=2e-3, rtol=1e-4)  # float32 rounding of 1e4-sized sums
+
+
+@pytest.mark.parametrize("tiny", ["tiny-llama", "tiny-gemma"], indirect=True)
+def test_special_tokens_from_the_tokenizer_not_from_ids(tiny):
+    """A literal "<s>" in the text has the BOS id but is the sentence's own token; only the added BOS is dropped."""
+    model, tokenizer = tiny
+    sentence = "x <s> y"
+    ids = tokenizer(sentence)["input_ids"]
+    assert ids.count(tokenizer.bos_token_id) == 2 and ids[0] == tokenizer.bos_token_id
+    got = capture(model, tokenizer, [sentence, SHORT])
+    for i, h in enumerate(_reference_layers(model, tokenizer, sentence)):
+        torch.testing.assert_close(got[i, 0].double(), _pool_ref(h, "mean"), atol=1e-5, rtol=1e-5)
 
 
 # ------------------------------------------------------------------------------------------------ padding
 @pytest.mark.parametrize("tiny", TINY, indirect=True)
 @pytest.mark.parametrize("side", ["left", "right"])
-@pytest.mark.parametrize("pool", ["mean", "last"])
+@pytest.mark.parametrize("pool", POOLS)
 def test_padding_invariance(tiny, side, pool):
     model, tokenizer = tiny
     tokenizer.padding_side = side
@@ -157,12 +268,15 @@ def test_padding_invariance(tiny, side, pool):
 @pytest.mark.parametrize("tiny", ["tiny-llama"], indirect=True)
 @pytest.mark.parametrize("side", ["left", "right"])
 @pytest.mark.parametrize("bad", [float("nan"), float("inf")])
-def test_nonfinite_padding_never_leaks(tiny, side, bad):
-    """Garbage (nan/inf) at padded positions of a layer must not reach the pooled vectors of real tokens."""
+@pytest.mark.parametrize("where", ["padding", "padding+bos"])
+def test_nonfinite_excluded_positions_never_leak(tiny, side, bad, where):
+    """Garbage (nan/inf) at excluded positions of a layer (padding; for pool="mean" also the BOS, e.g. a massive
+    activation that overflowed in fp16) must not reach the pooled vectors."""
     model, tokenizer = tiny
     tokenizer.padding_side = side
     _, blocks = find_layers(model)
-    alone = {pool: capture(model, tokenizer, [SHORT], pool=pool) for pool in ("mean", "last")}
+    pools = POOLS if where == "padding" else ("mean",)
+    alone = {pool: capture(model, tokenizer, [SHORT], pool=pool) for pool in pools}
     seen = {}
 
     def remember_mask(module, args, kwargs):
@@ -170,7 +284,11 @@ def test_nonfinite_padding_never_leaks(tiny, side, bad):
 
     def poison(module, args, output):
         out = output.clone()
-        out[seen["mask"] == 0] = bad
+        mask = seen["mask"]
+        excluded = mask == 0
+        if where == "padding+bos":
+            excluded |= (mask.cumsum(dim=1) == 1) & (mask == 1)  # the first real token is the BOS
+        out[excluded] = bad
         return out
 
     handles = [
@@ -178,7 +296,7 @@ def test_nonfinite_padding_never_leaks(tiny, side, bad):
         blocks[-1].register_forward_hook(poison),  # the last block: nothing after it mixes tokens
     ]
     try:
-        for pool in ("mean", "last"):
+        for pool in pools:
             batched = capture(model, tokenizer, [SHORT, *LONG], pool=pool)
             assert torch.isfinite(batched).all()
             torch.testing.assert_close(batched[:, 0], alone[pool][:, 0], atol=1e-5, rtol=0)
@@ -200,7 +318,7 @@ def test_padding_invariance_absolute_positions(models, side):
     old = tokenizer.padding_side
     tokenizer.padding_side = side
     try:
-        for pool in ("mean", "last"):
+        for pool in POOLS:
             alone = capture(model, tokenizer, [SHORT], pool=pool)
             batched = capture(model, tokenizer, [*LONG, SHORT], pool=pool)
             torch.testing.assert_close(batched[:, 2], alone[:, 0], atol=1e-5, rtol=0)
@@ -326,7 +444,7 @@ def test_peft_wrapped(reprtools_cache, method):
     for j in (0, 3):  # the hooks see what the wrapped model computes
         ref = _reference_layers(peft_model, tokenizer, SENTENCES[j])
         for i, h in enumerate(ref):
-            torch.testing.assert_close(got[i, j], h.mean(dim=0), atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(got[i, j].double(), _pool_ref(h, "mean"), atol=1e-5, rtol=1e-5)
 
 
 # --------------------------------------------------------------------------------------------------- dtype
@@ -344,7 +462,7 @@ def test_bf16_model_pools_in_float32(reprtools_cache, models):
     for j in (0, 3):
         ref = _reference_layers(model16, tokenizer, SENTENCES[j])
         for i, h in enumerate(ref):
-            torch.testing.assert_close(got[i, j], h.float().mean(dim=0), atol=1e-5, rtol=1e-5)
+            torch.testing.assert_close(got[i, j], h.float()[1:].mean(dim=0), atol=1e-5, rtol=1e-5)
 
 
 # ------------------------------------------------------------------------------------------ layer finding
@@ -403,6 +521,30 @@ def test_find_layers_fallback_and_tuple_outputs():
             h = block(h)[0]
             torch.testing.assert_close(out[i + 1, 0], h[0].mean(0))
 
+    class BosTok(Tok):  # prepends a BOS (id 9) and cannot return a special-tokens mask: all_special_ids decides
+        all_special_ids = [0, 3, 9]
+        unk_token_id = 3  # unk stands for text ("e" maps to 3 here): never taken for an added token
+
+        def __call__(self, texts, padding=False, truncation=True, max_length=256, return_tensors=None):
+            enc = super().__call__(texts, padding=False, truncation=truncation, max_length=max_length - 1)
+            ids = [[9, *x] for x in enc["input_ids"]]
+            width = max(map(len, ids))
+            pad = (lambda xs: xs + [0] * (width - len(xs))) if padding else (lambda xs: xs)
+            return {"input_ids": [pad(x) for x in ids], "attention_mask": [pad([1] * len(x)) for x in ids]}
+
+    texts = ["ace", "acdefghij", "e"]  # no b, k or t: those would map to 9, the BOS id
+    got = capture(toy, BosTok(), texts, batch_size=3)
+    for j, text in enumerate(texts):
+        ids = [9] + [1 + (ord(c) % 9) for c in text]
+        with torch.no_grad():
+            h = toy.emb(torch.tensor([ids]))
+            for i, block in enumerate(toy.stack):
+                h = block(h)[0]
+                want = h[0, 1:].double().mean(0)  # the BOS left out
+                torch.testing.assert_close(got[i + 1, j].double(), want, atol=1e-6, rtol=1e-5)
+    with pytest.raises(ReprtoolsError, match="no tokens of its own"):
+        capture(toy, BosTok(), ["ace", ""])
+
 
 def test_find_layers_errors():
     with pytest.raises(ReprtoolsError, match="embedding"):
@@ -447,13 +589,17 @@ def test_bad_input(models):
         capture(model, tokenizer, [SHORT], device="nonsense")
 
 
-def test_empty_string_and_truncation(models):
+@pytest.mark.parametrize("pool", POOLS)
+def test_empty_string_and_truncation(models, pool):
+    """A sentence left with only special tokens (BOS) has nothing of its own to pool, whatever the pool."""
     model, tokenizer = models["tiny-llama"]
-    out = capture(model, tokenizer, ["", SHORT])  # BOS alone is a real token
-    assert torch.isfinite(out).all()
-    cut = capture(model, tokenizer, [LONG[0]], max_length=8)
+    with pytest.raises(ReprtoolsError, match=r"sentence '' has no tokens of its own, only special .*; remove it$"):
+        capture(model, tokenizer, [SHORT, ""], pool=pool)
+    with pytest.raises(ReprtoolsError, match=r"'Hi there\.' has no tokens of its own: .*max_length=1 .*max_length$"):
+        capture(model, tokenizer, [SHORT], pool=pool, max_length=1)  # truncated to its BOS
+    cut = capture(model, tokenizer, [LONG[0]], pool=pool, max_length=8)
     head = tokenizer.decode(tokenizer(LONG[0])["input_ids"][1:8])
-    torch.testing.assert_close(cut, capture(model, tokenizer, [head]), atol=1e-5, rtol=0)
+    torch.testing.assert_close(cut, capture(model, tokenizer, [head], pool=pool), atol=1e-5, rtol=0)
 
 
 def test_progress_bar(models, capsys):
