@@ -5,7 +5,7 @@ import hashlib
 import pytest
 
 from reprtools.data import Example, mix
-from reprtools.data.mixing import target_count
+from reprtools.data.mixing import mix_langs, target_count
 from reprtools.errors import ReprtoolsError
 
 
@@ -90,3 +90,20 @@ def test_bad_arguments(kwargs, fragment):
 def test_duplicate_ids_rejected():
     with pytest.raises(ReprtoolsError, match="occurs twice"):
         mix(pool("en", 5) + pool("en", 5), "sw", 0, 3)
+
+
+def test_mix_langs_are_the_languages_a_mix_draws_from():
+    """What `reprtools train` loads: only the languages the ratio uses."""
+    assert mix_langs("hi", 0.1) == ["en", "hi"]
+    assert mix_langs("Hindi", 0) == ["en"]
+    assert mix_langs("hin", 1) == ["hi"]
+    with pytest.raises(ReprtoolsError, match="ratio must be a number between 0 and 1"):
+        mix_langs("hi", 2)
+
+
+@pytest.mark.parametrize("ratio", [0, 0.01, 0.5, 1])
+def test_loading_only_mix_langs_gives_the_same_mix(ratio):
+    langs = mix_langs("swh", ratio)
+    only = [ex for ex in DATA if ex.lang in langs]
+    assert len(only) < len(DATA)
+    assert mix(only, "sw", ratio, 200, seed=1).examples == mix(DATA, "sw", ratio, 200, seed=1).examples

@@ -43,6 +43,30 @@ def test_flores_layouts(tmp_path):
     assert load_parallel(f"flores:{nested}", "en,te") == {"en": ["a"], "te": ["అ"]}
 
 
+def test_text_dir_any_language_any_spelling(tmp_path):
+    write_lines(tmp_path / "yo.txt", ["Ẹ kú àárọ̀"])
+    write_lines(tmp_path / "ne.txt", ["शुभ प्रभात"])
+    write_lines(tmp_path / "swh.txt", ["Habari za asubuhi"])
+    write_lines(tmp_path / "Hawaiian.txt", ["Aloha kakahiaka"])
+    write_lines(tmp_path / "notes.txt", ["not a language"])
+    got = load_parallel(f"text:{tmp_path}", "yor,Nepali,sw,haw")
+    assert got == {"yo": ["Ẹ kú àárọ̀"], "ne": ["शुभ प्रभात"], "sw": ["Habari za asubuhi"],
+                   "haw": ["Aloha kakahiaka"]}
+    write_lines(tmp_path / "sw.txt", ["Habari"])
+    with pytest.raises(ReprtoolsError) as err:
+        load_parallel(tmp_path, "sw")
+    assert "has 2 files for 'sw' (sw.txt, swh.txt); keep one" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_flores_derived_names_and_other_spellings(tmp_path):
+    write_lines(tmp_path / "yor_Latn.devtest", ["a"])  # derived from langcodes: ISO 639-3 + likely script
+    write_lines(tmp_path / "npi_Deva.devtest", ["b"])  # FLORES-200 names the individual language
+    write_lines(tmp_path / "ekk_Latn.devtest", ["c"])  # FLORES+ renamed est_Latn; found by normalising the name
+    assert load_parallel(f"flores200:{tmp_path}", "yo,ne,et") == {"yo": ["a"], "ne": ["b"], "et": ["c"]}
+    write_lines(tmp_path / "est_Latn.devtest", ["d"])  # the FLORES-200 name wins
+    assert load_parallel(f"flores200:{tmp_path}", "et") == {"et": ["d"]}
+
+
 def test_hash_is_content_based(text_dir):
     a = load_parallel(text_dir, "en,hi")
     assert parallel_sha256(a) == parallel_sha256({"hi": a["hi"], "en": a["en"]})
@@ -77,10 +101,11 @@ def test_flores_missing_language_lists_files(tmp_path):
 
 
 @pytest.mark.parametrize("spec, fragment", [
-    ("nope:x", "unknown parallel source type 'nope:'"),
-    ("/no/such/dir", "no such directory"),
+    ("nope:x", "unknown data source type 'nope:'"),
+    ("/no/such/dir", "no such file or directory"),
     ("text:/no/such/dir", "no such directory"),
     ("", "non-empty"),
+    ("tydiqa:/x", "tydiqa gives training examples, not parallel sentences for probing"),
 ])
 def test_bad_specs(spec, fragment):
     with pytest.raises(ReprtoolsError, match=fragment):

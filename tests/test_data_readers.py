@@ -1,8 +1,6 @@
-"""Readers on small temporary files: JSONL, TyDiQA, XNLI, demo, load_examples dispatch and the hub loader."""
+"""Readers on small temporary files: JSONL, TyDiQA, XNLI, demo, and the datasets load_examples makes of them."""
 
 import json
-import sys
-import types
 
 import pytest
 
@@ -51,7 +49,7 @@ def test_read_jsonl_defaults_and_blank_lines(tmp_path):
     ('{"lang": "en", "instruction": "", "output": "y"}', "'instruction' is empty"),
     ('{"lang": "en", "instruction": "x", "output": 5}', "'output' must be a string, got a number"),
     ('{"lang": "en", "instruction": "x", "input": null, "output": "y"}', "'input' must be a string, got null"),
-    ('{"lang": "xx", "instruction": "x", "output": "y"}', "unknown lang 'xx'"),
+    ('{"lang": "xx", "instruction": "x", "output": "y"}', "unknown language 'xx'; give an ISO 639 code"),
     ('{"id": "a1", "lang": "en", "instruction": "x", "output": "y"}', "id 'a1' was already used on line 1"),
     ('{"id": " ", "lang": "en", "instruction": "x", "output": "y"}', "'id' is empty"),
 ])
@@ -75,6 +73,15 @@ def test_read_jsonl_missing_empty_and_not_utf8(tmp_path):
         read_jsonl(tmp_path / "latin1.jsonl")
     with pytest.raises(ReprtoolsError, match="is a directory"):
         read_jsonl(tmp_path)
+
+
+def test_read_jsonl_accepts_any_language_and_stores_its_canonical_code(tmp_path):
+    path = write_jsonl(tmp_path / "many.jsonl", [
+        {**GOOD, "id": "a", "lang": "swh"}, {**GOOD, "id": "b", "lang": "Yoruba"},
+        {**GOOD, "id": "c", "lang": "npi"}, {**GOOD, "id": "d", "lang": "haw"}, {**GOOD, "id": "e", "lang": "sw"}])
+    assert [ex.lang for ex in read_jsonl(path)] == ["sw", "yo", "ne", "haw", "sw"]
+    data = load_examples(path, langs="swh_Latn,yor")
+    assert data.counts() == {"sw": 2, "yo": 1} and data.params == {"langs": ["sw", "yo"]}
 
 
 # --- TyDiQA ----------------------------------------------------------------------------------------------
@@ -244,6 +251,17 @@ def test_read_xnli_errors(xnli_dir, tmp_path):
         read_xnli(tmp_path / "missing")
 
 
+def test_xnli_files_named_by_any_spelling(tmp_path):
+    write_xnli(tmp_path, "swh", 4)
+    write_xnli(tmp_path, "yo", 4)
+    assert sorted(xnli_files(tmp_path)) == ["sw", "yo"]
+    assert load_examples(f"xnli:{tmp_path}", langs="sw", split="all").counts() == {"sw": 4}
+    write_xnli(tmp_path, "sw", 4)
+    with pytest.raises(ReprtoolsError) as err:
+        xnli_files(tmp_path)
+    assert "has two dev files for 'sw' (dev-sw.tsv, dev-swh.tsv); keep one" in one_line_error(err)
+
+
 # --- demo ------------------------------------------------------------------------------------------------
 
 def fake_demo(root, langs=("en", "hi"), n=3):
@@ -315,91 +333,10 @@ def test_load_examples_dispatch(tmp_path, tydiqa_dir, xnli_dir):
     assert manifest["num_examples"] == 2 and manifest["files"][0]["sha256"] and len(manifest["ids_sha256"]) == 64
 
 
-@pytest.mark.parametrize("spec, fragment", [
-    ("", "non-empty"),
-    ("nope:thing", "unknown data source type 'nope:'"),
-    ("/no/such/dir", "no such file or directory"),
-    ("/no/such/file.jsonl", "no such file"),
-    ("tydiqa:", "tydiqa: needs a directory"),
-    ("flores200:/x", "use load_parallel"),
-    ("hf:squad", "unknown hub dataset"),
-])
-def test_load_examples_bad_specs(spec, fragment):
-    with pytest.raises(ReprtoolsError) as err:
-        load_examples(spec)
-    assert fragment in one_line_error(err)
-
-
-def test_load_examples_unrecognised_directory_and_file(tmp_path):
-    (tmp_path / "notes.txt").write_text("x")
-    with pytest.raises(ReprtoolsError, match=r"neither \*_tydiqa_\*.json nor dev-\*.tsv"):
-        load_examples(tmp_path)
-    with pytest.raises(ReprtoolsError, match="is not a .jsonl file"):
-        load_examples(tmp_path / "notes.txt")
+def test_load_examples_whole_sources_and_missing_languages(tmp_path):
     path = write_jsonl(tmp_path / "d.jsonl", [GOOD])
-    with pytest.raises(ReprtoolsError, match="split 'heldout' applies only to tydiqa and xnli"):
+    with pytest.raises(ReprtoolsError) as err:
         load_examples(path, split="heldout")
+    assert "split 'heldout' applies only to tydiqa, xnli, hf:tydiqa and hf:xnli data" in one_line_error(err)
     with pytest.raises(ReprtoolsError, match="no 'hi' examples in .*languages present: en"):
         load_examples(path, langs="hi")
-
-
-# --- Hugging Face hub (no network: a fake `datasets` module) ------------------------------------------------
-
-def test_hub_without_datasets_package(monkeypatch):
-    monkeypatch.setitem(sys.modules, "datasets", None)
-    with pytest.raises(ReprtoolsError) as err:
-        load_examples("hf:tydiqa")
-    assert "needs the optional 'datasets' package and network" in one_line_error(err)
-    assert "use tydiqa:DIR with a local copy" in str(err.value)
-
-
-def fake_datasets(load):
-    module = types.ModuleType("datasets")
-    module.load_dataset = load
-    return module
-
-
-def test_hub_offline_and_unreachable(monkeypatch):
-    monkeypatch.setitem(sys.modules, "datasets", fake_datasets(lambda *a, **k: pytest.fail("must not load")))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    with pytest.raises(ReprtoolsError, match="needs network but HF_HUB_OFFLINE is set; use xnli:DIR"):
-        load_examples("hf:xnli", langs="en")
-
-    def unreachable(*args, **kwargs):
-        raise ConnectionError("Couldn't reach huggingface.co\nsecond line")
-
-    monkeypatch.setitem(sys.modules, "datasets", fake_datasets(unreachable))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
-    with pytest.raises(ReprtoolsError) as err:
-        load_examples("hf:tydiqa")
-    assert "ConnectionError: Couldn't reach huggingface.co)" in one_line_error(err)
-    assert "needs network; use tydiqa:DIR" in str(err.value)
-
-
-def test_hub_rows_convert_like_local_files(monkeypatch):
-    def load(name, config, split):
-        if name == "google-research-datasets/tydiqa":
-            assert (config, split) == ("secondary_task", "validation")
-            return [
-                {"id": "swahili-1-0", "title": "t", "context": "Nairobi ni mji.", "question": "Mji? ",
-                 "answers": {"text": ["Nairobi"], "answer_start": [0]}},
-                {"id": "arabic-2-0", "title": "t", "context": "c", "question": "q",
-                 "answers": {"text": ["c"], "answer_start": [0]}},
-            ]
-        assert (name, split) == ("facebook/xnli", "validation")
-        return [{"premise": f"{config} p{i}", "hypothesis": f"h{i}", "label": i % 3} for i in range(10)]
-
-    monkeypatch.setitem(sys.modules, "datasets", fake_datasets(load))
-    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
-    tydiqa = load_examples("hf:tydiqa", langs="sw", split="dev")
-    assert list(tydiqa) == [Example("swahili-1-0", "sw", TYDIQA_INSTRUCTION,
-                                    "Passage: Nairobi ni mji.\nQuestion: Mji?", "Nairobi")]
-    assert tydiqa.files[0].path == "hf://google-research-datasets/tydiqa/secondary_task/validation"
-    xnli = load_examples("hf:xnli", langs="en,hi", split="heldout", holdout=0.2)
-    assert xnli.counts() == {"en": 2, "hi": 2}
-    assert {ex.id.rsplit("-", 1)[1] for ex in xnli} == {str(r) for r in heldout_rows(10, 0.2)}
-    assert xnli[0].output == ["entailment", "neutral", "contradiction"][int(xnli[0].id.rsplit("-", 1)[1]) % 3]
-    with pytest.raises(ReprtoolsError, match="needs langs"):
-        load_examples("hf:xnli")
-    with pytest.raises(ReprtoolsError, match="XNLI has no 'bn'"):
-        load_examples("hf:xnli", langs="bn")

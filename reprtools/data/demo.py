@@ -11,9 +11,9 @@ from importlib import resources
 from typing import TYPE_CHECKING
 
 from reprtools.data.jsonl import read_jsonl
-from reprtools.data.records import Example
+from reprtools.data.records import Dataset, Example, SourceFile
 from reprtools.errors import ReprtoolsError
-from reprtools.languages import LANGUAGES, parse_langs
+from reprtools.languages import normalize_lang, parse_langs
 
 if TYPE_CHECKING:
     from importlib.resources.abc import Traversable
@@ -32,8 +32,9 @@ def demo_files() -> dict[str, Traversable]:
     found = {}
     for entry in folder.iterdir():
         stem, dot, ext = entry.name.partition(".")
-        if dot and ext == "jsonl" and stem in LANGUAGES and entry.is_file():
-            found[stem] = entry
+        code = normalize_lang(stem) if dot and ext == "jsonl" and entry.is_file() else None
+        if code is not None:
+            found[code] = entry
     return dict(sorted(found.items()))
 
 
@@ -73,3 +74,36 @@ def read_demo(langs=None) -> list[Example]:
         for code, examples in read_demo_raw(langs).items()
         for ex in examples
     ]
+
+
+def load_demo(spec: str, langs: list[str] | None) -> Dataset:
+    """The demo examples of ``langs`` (default: all) as a :class:`Dataset`."""
+    examples = read_demo(langs)
+    files = demo_files()
+    present = sorted({ex.lang for ex in examples})
+    sources = []
+    for code in present:
+        with resources.as_file(files[code]) as path:
+            sources.append(SourceFile.of(path, code))
+    return Dataset(spec, "demo", tuple(examples), tuple(sources), {"langs": present})
+
+
+def demo_parallel(langs: list[str]) -> dict[str, list[str]]:
+    """Parallel sentences from the demo data: each item's ``output``, aligned by id and sorted by id.
+
+    Raises :class:`ReprtoolsError` unless every language has the same ids.
+    """
+    raw = read_demo_raw(langs)
+    by_id = {code: {ex.id: ex.output.strip() for ex in examples} for code, examples in raw.items()}
+    first, *others = list(by_id)
+    for code in others:
+        only_first = sorted(set(by_id[first]) - set(by_id[code]))
+        only_other = sorted(set(by_id[code]) - set(by_id[first]))
+        if only_first or only_other:
+            lacking, extra = (code, only_first) if only_first else (first, only_other)
+            raise ReprtoolsError(
+                f"demo data is not parallel: {lacking!r} lacks {len(extra)} id(s) the other has (e.g. {extra[0]!r}); "
+                "every demo language must have the same ids"
+            )
+    ids = sorted(by_id[first])
+    return {code: [items[i] for i in ids] for code, items in by_id.items()}

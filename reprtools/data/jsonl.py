@@ -1,6 +1,7 @@
 """Read instruction data from a JSON Lines file (one JSON object a line).
 
-Each line holds ``instruction``, ``output`` and ``lang`` (an ISO 639-1 code), optionally ``input`` (default
+Each line holds ``instruction``, ``output`` and ``lang`` (any language :func:`reprtools.languages.check_lang`
+accepts: ``sw``, ``swh``, ``Swahili``; stored as the canonical code), optionally ``input`` (default
 ``""``) and ``id`` (default ``"{file stem}-{line number}"``).  Other keys are ignored; blank lines are skipped.
 """
 
@@ -10,42 +11,12 @@ import json
 import os
 from pathlib import Path
 
-from reprtools.data.records import Example
+from reprtools.data.files import read_text, text_lines
+from reprtools.data.records import Dataset, Example, SourceFile, check_present
 from reprtools.errors import ReprtoolsError
-from reprtools.languages import LANGUAGES, known_codes
+from reprtools.languages import check_lang
 
 _REQUIRED = ("instruction", "output", "lang")
-
-
-def read_text(path: str | os.PathLike) -> str:
-    """Read a UTF-8 text file (a leading BOM is dropped); :class:`ReprtoolsError` if missing or unreadable.
-
-    Shared by every reader in :mod:`reprtools.data`.
-    """
-    p = Path(path)
-    if not p.exists():
-        raise ReprtoolsError(f"no such file: {p}; check the path")
-    if p.is_dir():
-        raise ReprtoolsError(f"{p} is a directory; expected a file")
-    try:
-        data = p.read_bytes()
-    except OSError as exc:
-        raise ReprtoolsError(f"cannot read {p}: {exc.strerror or exc}; check its permissions") from None
-    try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        raise ReprtoolsError(f"{p} is not UTF-8 text (bad byte at offset {exc.start}); save it as UTF-8") from None
-
-
-def text_lines(text: str) -> list[str]:
-    """Split text into lines on ``\\n`` only (``\\r`` dropped), without a final empty line.
-
-    Unlike :meth:`str.splitlines` this never splits on the Unicode separators that occur inside sentences.
-    """
-    lines = text.split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()
-    return [line[:-1] if line.endswith("\r") else line for line in lines]
 
 
 def example_from_dict(obj: object, where: str, default_id: str, lang: str | None = None) -> Example:
@@ -71,9 +42,10 @@ def example_from_dict(obj: object, where: str, default_id: str, lang: str | None
     for key in ("instruction", "output", "lang"):
         if not fields[key].strip():
             raise ReprtoolsError(f"{where}: {key!r} is empty; give it a non-empty string")
-    code = fields["lang"].strip()
-    if code not in LANGUAGES:
-        raise ReprtoolsError(f"{where}: unknown lang {code!r}; use an ISO 639-1 code, one of: {known_codes()}")
+    try:
+        code = check_lang(fields["lang"])
+    except ReprtoolsError as exc:
+        raise ReprtoolsError(f"{where}: {exc}") from None
     if lang is not None and code != lang:
         raise ReprtoolsError(f"{where}: lang is {code!r} but this file holds {lang!r} examples; fix the lang field")
     if "id" in obj and not fields["id"].strip():
@@ -113,6 +85,18 @@ def read_jsonl(path: str | os.PathLike, *, lang: str | None = None) -> list[Exam
     if not examples:
         raise ReprtoolsError(f"{p} holds no examples; write one JSON object a line")
     return examples
+
+
+def load_jsonl(spec: str, path: str, langs: list[str] | None) -> Dataset:
+    """The :class:`Dataset` of a JSON Lines file, restricted to ``langs`` (each must be present) if given."""
+    if not path:
+        raise ReprtoolsError("jsonl: needs a path, e.g. jsonl:data/train.jsonl")
+    examples = read_jsonl(path)
+    check_present(examples, langs, path)
+    if langs is not None:
+        examples = [ex for ex in examples if ex.lang in langs]
+    return Dataset(spec, "jsonl", tuple(examples), (SourceFile.of(path),),
+                   {"langs": sorted({e.lang for e in examples})})
 
 
 def _json_type(value: object) -> str:

@@ -9,13 +9,12 @@ way round).  The chosen examples are then shuffled together with a seeded ``rand
 
 from __future__ import annotations
 
-import hashlib
 import math
 import random
 from dataclasses import dataclass, field
 from typing import Iterable
 
-from reprtools.data.records import Example
+from reprtools.data.records import Example, ids_sha256
 from reprtools.errors import ReprtoolsError
 from reprtools.languages import check_lang
 
@@ -50,9 +49,17 @@ class Mix:
         }
 
 
-def ids_sha256(examples: Iterable[Example]) -> str:
-    """sha256 hex digest of the sorted example ids joined by ``"\\n"``."""
-    return hashlib.sha256("\n".join(sorted(ex.id for ex in examples)).encode("utf-8")).hexdigest()
+def mix_langs(target_lang: str, ratio: float, base_lang: str = "en") -> list[str]:
+    """The languages :func:`mix` draws from at ``ratio``: the base unless ``ratio == 1``, the target unless
+    ``ratio == 0`` (so data need not hold a language the mix does not use)."""
+    base, target = check_lang(base_lang), check_lang(target_lang)
+    _check_ratio(ratio)
+    return list(dict.fromkeys(lang for lang, used in ((base, ratio < 1), (target, ratio > 0)) if used))
+
+
+def _check_ratio(ratio: float) -> None:
+    if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 <= ratio <= 1:
+        raise ReprtoolsError(f"ratio must be a number between 0 and 1, got {ratio!r}")
 
 
 def target_count(ratio: float, total: int) -> int:
@@ -76,8 +83,7 @@ def mix(examples: Iterable[Example], target_lang: str, ratio: float, total: int,
     base = check_lang(base_lang)
     if target == base:
         raise ReprtoolsError(f"target language and base language are both {base!r}; pick a target other than {base!r}")
-    if isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 <= ratio <= 1:
-        raise ReprtoolsError(f"ratio must be a number between 0 and 1, got {ratio!r}")
+    _check_ratio(ratio)
     if isinstance(total, bool) or not isinstance(total, int) or total < 1:
         raise ReprtoolsError(f"total number of examples must be a positive integer, got {total!r}")
     if isinstance(seed, bool) or not isinstance(seed, int):

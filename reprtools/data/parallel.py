@@ -1,11 +1,9 @@
 """Parallel sentences for probing: ``{lang: sentences}`` with sentence i the same meaning in every language.
 
-Sources (``spec``):
-
-* ``"demo"``: the ``output`` of each built-in demo item, aligned by id (sorted by id);
-* ``"flores200:DIR"`` (or ``"flores:DIR"``): FLORES-200 files ``{flores code}.devtest`` (or ``.dev``);
-* ``"text:DIR"``: one file per language ``{lang}.txt``, one sentence a line;
-* a plain directory: ``text:`` if it holds ``*.txt`` files, ``flores200:`` if it holds FLORES files.
+They come from line-aligned files, one sentence a line and line i parallel across the files: FLORES-200 (see
+:mod:`reprtools.data.flores`) or a ``text:DIR`` folder of ``{lang}.txt`` files, where ``lang`` is any
+language :func:`reprtools.languages.check_lang` accepts (``yo.txt``, ``swh.txt``, ``nepali.txt``).
+:func:`reprtools.data.load_parallel` picks the source from a spec.
 """
 
 from __future__ import annotations
@@ -15,59 +13,89 @@ import json
 import os
 from pathlib import Path
 
-from reprtools.data.demo import read_demo_raw
-from reprtools.data.flores import _check_dir, check_max_sentences, read_flores, read_parallel_files
+from reprtools.data.files import check_dir, read_text, text_lines
 from reprtools.errors import ReprtoolsError
-from reprtools.languages import parse_langs
-
-_USAGE = "use 'demo', 'flores200:DIR', 'text:DIR' or a directory of {lang}.txt files"
-
-
-def load_parallel(spec: str | os.PathLike, langs, max_sentences: int | None = None) -> dict[str, list[str]]:
-    """Parallel sentences for ``langs`` (``"en,hi"`` or a list) from ``spec``; every list has the same length
-    and ``max_sentences`` keeps the first k.  Bad input raises :class:`ReprtoolsError`."""
-    codes = parse_langs(langs)
-    check_max_sentences(max_sentences)
-    if isinstance(spec, os.PathLike):
-        spec = os.fspath(spec)
-    if not isinstance(spec, str) or not spec.strip():
-        raise ReprtoolsError(f"parallel source must be a non-empty string; {_USAGE}")
-    kind, sep, rest = spec.partition(":")
-    if spec == "demo":
-        return _demo(codes, max_sentences)
-    if sep and kind in ("flores200", "flores"):
-        return read_flores(rest, codes, max_sentences)
-    if sep and kind == "text":
-        return read_parallel_files(text_files(rest, codes), max_sentences)
-    root = Path(spec)
-    if root.is_dir():
-        names = [p.name for p in root.iterdir()]
-        if any(name.endswith(".txt") for name in names):
-            return read_parallel_files(text_files(root, codes), max_sentences)
-        if any(name.endswith((".devtest", ".dev")) or name in ("devtest", "dev") for name in names):
-            return read_flores(root, codes, max_sentences)
-        raise ReprtoolsError(f"{root} holds neither {{lang}}.txt nor FLORES-200 files; {_USAGE}")
-    if root.exists():
-        raise ReprtoolsError(f"{root} is a file; {_USAGE}")
-    if sep and len(kind) > 1:
-        raise ReprtoolsError(f"unknown parallel source type {kind + ':'!r}; {_USAGE}")
-    raise ReprtoolsError(f"no such directory: {root}; {_USAGE}")
+from reprtools.languages import normalize_lang, parse_langs
 
 
 def text_files(directory: str | os.PathLike, langs) -> dict[str, Path]:
-    """``{iso code: DIR/{code}.txt}`` for ``langs``; :class:`ReprtoolsError` naming the files present if one
-    is missing."""
-    root = _check_dir(directory, "text:", "{lang}.txt")
+    """``{code: DIR/{name}.txt}`` for ``langs``, where ``name`` is any spelling of the language (``sw.txt``,
+    ``swh.txt``); :class:`ReprtoolsError` naming the files present if one is missing or spelled twice."""
+    root = check_dir(directory, "text:", "{lang}.txt")
+    found: dict[str, list[Path]] = {}
+    for path in sorted(root.glob("*.txt")):
+        code = normalize_lang(path.stem)
+        if code is not None and path.is_file():
+            found.setdefault(code, []).append(path)
     files = {}
     for code in parse_langs(langs):
-        path = root / f"{code}.txt"
-        if not path.is_file():
-            present = sorted(p.name for p in root.iterdir() if p.suffix == ".txt")
+        paths = found.get(code, [])
+        if not paths:
+            present = sorted(p.name for p in root.glob("*.txt"))
             raise ReprtoolsError(
                 f"no {code!r} sentences in text:{root} (no {code}.txt); files present: {', '.join(present) or 'none'}"
             )
-        files[code] = path
+        if len(paths) > 1:
+            raise ReprtoolsError(
+                f"text:{root} has {len(paths)} files for {code!r} ({', '.join(p.name for p in paths)}); keep one"
+            )
+        files[code] = paths[0]
     return files
+
+
+def read_text_dir(directory: str | os.PathLike, langs) -> dict[str, list[str]]:
+    """Parallel sentences ``{code: sentences}`` of a ``text:DIR`` folder."""
+    return read_parallel_files(text_files(directory, langs))
+
+
+def read_sentences(path: str | os.PathLike) -> list[str]:
+    """Sentences of a one-sentence-a-line file, stripped; an empty line or file raises :class:`ReprtoolsError`."""
+    p = Path(path)
+    sentences = []
+    for number, line in enumerate(text_lines(read_text(p)), start=1):
+        line = line.strip()
+        if not line:
+            raise ReprtoolsError(f"{p} line {number}: empty line; every line must hold one sentence")
+        sentences.append(line)
+    if not sentences:
+        raise ReprtoolsError(f"{p} is empty; write one sentence a line")
+    return sentences
+
+
+def read_parallel_files(files: dict[str, Path], max_sentences: int | None = None) -> dict[str, list[str]]:
+    """Read one sentence file per language; all must have the same number of lines.  ``max_sentences`` keeps
+    the first k."""
+    check_max_sentences(max_sentences)
+    result = {code: read_sentences(path) for code, path in files.items()}
+    check_same_length(result, {code: str(path) for code, path in files.items()})
+    return first_sentences(result, max_sentences)
+
+
+def first_sentences(sentences: dict[str, list[str]], max_sentences: int | None) -> dict[str, list[str]]:
+    """The first ``max_sentences`` sentences of every language (all of them for ``None``)."""
+    if max_sentences is None:
+        return sentences
+    return {code: items[:max_sentences] for code, items in sentences.items()}
+
+
+def check_max_sentences(max_sentences: int | None) -> None:
+    """Raise :class:`ReprtoolsError` unless ``max_sentences`` is ``None`` or a positive integer."""
+    if max_sentences is not None and (
+        isinstance(max_sentences, bool) or not isinstance(max_sentences, int) or max_sentences < 1
+    ):
+        raise ReprtoolsError(f"max_sentences must be a positive integer or None, got {max_sentences!r}")
+
+
+def check_same_length(sentences: dict[str, list[str]], names: dict[str, str]) -> None:
+    """Raise :class:`ReprtoolsError` unless every language has the same number of sentences."""
+    counts = {code: len(items) for code, items in sentences.items()}
+    if len(set(counts.values())) > 1:
+        first = next(iter(counts))
+        other = next(code for code in counts if counts[code] != counts[first])
+        raise ReprtoolsError(
+            f"{names[other]} has {counts[other]} sentences but {names[first]} has {counts[first]}; parallel "
+            "files must have the same number of lines (line i the same sentence in every language)"
+        )
 
 
 def parallel_sha256(sentences: dict[str, list[str]]) -> str:
@@ -75,22 +103,3 @@ def parallel_sha256(sentences: dict[str, list[str]]) -> str:
     blob = json.dumps({code: list(items) for code, items in sentences.items()}, sort_keys=True,
                       ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(blob.encode("utf-8")).hexdigest()
-
-
-def _demo(codes: list[str], max_sentences: int | None) -> dict[str, list[str]]:
-    raw = read_demo_raw(codes)
-    by_id = {code: {ex.id: ex.output.strip() for ex in examples} for code, examples in raw.items()}
-    first = codes[0]
-    for code in codes[1:]:
-        only_first = sorted(set(by_id[first]) - set(by_id[code]))
-        only_other = sorted(set(by_id[code]) - set(by_id[first]))
-        if only_first or only_other:
-            lacking, extra = (code, only_first) if only_first else (first, only_other)
-            raise ReprtoolsError(
-                f"demo data is not parallel: {lacking!r} lacks {len(extra)} id(s) the other has (e.g. {extra[0]!r}); "
-                "every demo language must have the same ids"
-            )
-    ids = sorted(by_id[first])
-    if max_sentences is not None:
-        ids = ids[:max_sentences]
-    return {code: [by_id[code][i] for i in ids] for code in codes}

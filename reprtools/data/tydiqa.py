@@ -13,10 +13,15 @@ import os
 import re
 from pathlib import Path
 
-from reprtools.data.jsonl import read_text
-from reprtools.data.records import Example
+from reprtools.data.files import check_dir, read_text
+from reprtools.data.hub import check_hub, hub_load
+from reprtools.data.records import Dataset, Example, SourceFile, check_present
 from reprtools.errors import ReprtoolsError
 from reprtools.languages import TYDIQA_NAMES, parse_langs, tydiqa_name
+
+#: The dataset on the Hugging Face hub (name, config) for ``hf:tydiqa``.
+HF_TYDIQA = ("google-research-datasets/tydiqa", "secondary_task")
+_LOCAL = "download TyDiQA-GoldP and use tydiqa:DIR"
 
 #: The instruction of every TyDiQA example (always English, whatever the passage language).
 TYDIQA_INSTRUCTION = "Answer the question using a short span copied from the passage."
@@ -45,11 +50,7 @@ def tydiqa_files(directory: str | os.PathLike, langs=None, split: str = "train")
     """
     if split not in SPLITS:
         raise ReprtoolsError(f"unknown TyDiQA split {split!r}; use 'train' or 'dev'")
-    root = Path(directory)
-    if not root.exists():
-        raise ReprtoolsError(f"no such directory: {root}; point tydiqa: at the folder with *_tydiqa_*.json files")
-    if not root.is_dir():
-        raise ReprtoolsError(f"{root} is not a directory; point tydiqa: at the folder with *_tydiqa_*.json files")
+    root = check_dir(directory, "tydiqa:", "*_tydiqa_*.json")
     found: dict[str, dict[str, Path]] = {}  # iso code -> {split: path}
     for path in sorted(root.iterdir()):
         match = _FILE_RE.match(path.name)
@@ -144,3 +145,40 @@ def _get(obj: object, key: str, kind: type, path: Path, where: str):
         want = "a list" if kind is list else "a string"
         raise ReprtoolsError(f"{path}: {where}.{key} should be {want}; expected SQuAD-style TyDiQA JSON")
     return value
+
+
+def load_tydiqa(spec: str, directory: str, langs: list[str] | None, split: str | None) -> Dataset:
+    """The :class:`Dataset` of a TyDiQA-GoldP folder (``split`` ``"train"``, the default, or ``"dev"``)."""
+    split = "train" if split is None else split
+    if not directory:
+        raise ReprtoolsError("tydiqa: needs a directory, e.g. tydiqa:../shared/data/tydiqa")
+    files = tydiqa_files(directory, langs, split)
+    examples = [ex for code, path in files.items() for ex in read_tydiqa_file(path, code)]
+    check_unique_ids(examples, spec)
+    sources = tuple(SourceFile.of(path, code) for code, path in files.items())
+    return Dataset(spec, "tydiqa", tuple(examples), sources, {"langs": list(files), "split": split})
+
+
+def load_hf_tydiqa(spec: str, langs: list[str] | None, split: str | None) -> Dataset:
+    """TyDiQA-GoldP from the Hugging Face hub (needs ``datasets`` and network): ``train`` or ``dev``
+    (the hub's ``validation``) rows of ``langs`` (default: all 11 languages)."""
+    check_hub(spec, _LOCAL)
+    split = "train" if split is None else split
+    if split not in SPLITS:
+        raise ReprtoolsError(f"unknown TyDiQA split {split!r}; use 'train' or 'dev'")
+    for code in langs or []:
+        tydiqa_name(code)  # TyDiQA has the language
+    hub_split = "train" if split == "train" else "validation"
+    rows = hub_load(spec, _LOCAL, *HF_TYDIQA, hub_split)
+    examples = []
+    for row in rows:
+        code = TYDIQA_NAMES.get(str(row["id"]).split("-", 1)[0])
+        answers = row["answers"]["text"]
+        if code is None or (langs is not None and code not in langs) or not answers or not answers[0].strip():
+            continue
+        examples.append(tydiqa_example(row["id"], code, row["context"], row["question"].strip(), answers[0]))
+    check_present(examples, langs, f"{spec} split {split!r}")
+    check_unique_ids(examples, spec)
+    source = SourceFile(path=f"hf://{HF_TYDIQA[0]}/{HF_TYDIQA[1]}/{hub_split}")
+    return Dataset(spec, "hf:tydiqa", tuple(examples), (source,),
+                   {"langs": sorted({ex.lang for ex in examples}), "split": split})

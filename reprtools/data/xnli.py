@@ -24,10 +24,11 @@ import os
 import re
 from pathlib import Path
 
-from reprtools.data.jsonl import read_text
-from reprtools.data.records import Example
+from reprtools.data.files import check_dir, read_text
+from reprtools.data.hub import check_hub, hub_load
+from reprtools.data.records import Dataset, Example, SourceFile
 from reprtools.errors import ReprtoolsError
-from reprtools.languages import LANGUAGES, parse_langs
+from reprtools.languages import normalize_lang, parse_langs
 
 #: The instruction of every XNLI example (always English).
 XNLI_INSTRUCTION = (
@@ -38,7 +39,12 @@ LABELS = ("entailment", "neutral", "contradiction")
 PARTS = ("train", "heldout", "all")
 
 _LABEL_ALIASES = {label: label for label in LABELS} | {"contradictory": "contradiction"}
-_FILE_RE = re.compile(r"^(train|dev|test)-([A-Za-z]+)\.tsv$")
+_FILE_RE = re.compile(r"^(train|dev|test)-([A-Za-z]+(?:[_-][A-Za-z]+)*)\.tsv$")
+
+#: The dataset on the Hugging Face hub for ``hf:xnli`` (one config per language) and its languages.
+HF_XNLI = "facebook/xnli"
+HF_XNLI_LANGS = ("ar", "bg", "de", "el", "en", "es", "fr", "hi", "ru", "sw", "th", "tr", "ur", "vi", "zh")
+_LOCAL = "download XNLI and use xnli:DIR"
 
 Row = tuple[str, str, str]  # premise, hypothesis, label word
 
@@ -130,16 +136,18 @@ def xnli_files(directory: str | os.PathLike, langs=None, part: str = "train") ->
 def _plan(directory, langs, part: str) -> tuple[dict[str, dict[str, Path]], bool]:
     """(files per language, whether real train files are used)."""
     check_part(part)
-    root = Path(directory)
-    if not root.exists():
-        raise ReprtoolsError(f"no such directory: {root}; point xnli: at the folder with dev-{{lang}}.tsv files")
-    if not root.is_dir():
-        raise ReprtoolsError(f"{root} is not a directory; point xnli: at the folder with dev-{{lang}}.tsv files")
+    root = check_dir(directory, "xnli:", "dev-{lang}.tsv")
     found: dict[str, dict[str, Path]] = {}
     for path in sorted(root.iterdir()):
         match = _FILE_RE.match(path.name)
-        if match and match.group(2).lower() in LANGUAGES and path.is_file():
-            found.setdefault(match.group(2).lower(), {})[match.group(1)] = path
+        code = normalize_lang(match.group(2)) if match and path.is_file() else None
+        if code is None:
+            continue
+        have = found.setdefault(code, {})
+        if match.group(1) in have:
+            raise ReprtoolsError(f"xnli:{root} has two {match.group(1)} files for {code!r} "
+                                 f"({have[match.group(1)].name}, {path.name}); keep one")
+        have[match.group(1)] = path
     if langs is None:
         if not found:
             raise ReprtoolsError(f"no dev-{{lang}}.tsv files in {root}; expected files such as dev-en.tsv")
@@ -205,3 +213,47 @@ def check_parallel(tables: dict[str, tuple[str, list[Row]]], files: dict[str, di
             f"{files[other][tables[other][0]]} has {counts[other]} rows but {files[first][tables[first][0]]} has "
             f"{counts[first]}; XNLI files must be parallel (row i the same item in every language)"
         )
+
+
+def load_xnli(spec: str, directory: str, langs: list[str] | None, part: str | None, holdout: float,
+              seed: int) -> Dataset:
+    """The :class:`Dataset` of an XNLI folder: ``part`` ``"train"`` (the default), ``"heldout"`` or ``"all"``."""
+    part = "train" if part is None else part
+    if not directory:
+        raise ReprtoolsError("xnli: needs a directory, e.g. xnli:../shared/data/xnli")
+    check_part(part)
+    examples = read_xnli(directory, langs, part, holdout, seed)
+    files = xnli_files(directory, langs, part)
+    sources = tuple(SourceFile.of(path, code) for code, chosen in files.items() for path in chosen.values())
+    return Dataset(spec, "xnli", tuple(examples), sources,
+                   {"langs": list(files), "split": part, "holdout": holdout, "seed": seed})
+
+
+def load_hf_xnli(spec: str, langs: list[str] | None, part: str | None, holdout: float, seed: int) -> Dataset:
+    """XNLI from the Hugging Face hub (needs ``datasets`` and network): the labelled ``validation`` split of
+    each of ``langs``, split into parts like a local dev file.  The hub has one dataset per language, so the
+    languages must be named."""
+    check_hub(spec, _LOCAL)
+    part = "train" if part is None else part
+    check_part(part)
+    check_holdout(holdout)
+    for code in langs or []:
+        if code not in HF_XNLI_LANGS:
+            raise ReprtoolsError(f"XNLI has no {code!r}; XNLI languages: {', '.join(HF_XNLI_LANGS)}")
+    if not langs:
+        raise ReprtoolsError(f"{spec} loads one XNLI language at a time, so name the languages to load (XNLI has: "
+                             f"{', '.join(HF_XNLI_LANGS)})")
+    tables: dict[str, list[Row]] = {}
+    for code in langs:
+        rows = hub_load(spec, _LOCAL, HF_XNLI, code, "validation")
+        tables[code] = [(row["premise"].strip(), row["hypothesis"].strip(), LABELS[row["label"]]) for row in rows
+                        if isinstance(row["label"], int) and 0 <= row["label"] < len(LABELS)]
+    files = {code: {"validation": f"hf://{HF_XNLI}/{code}/validation"} for code in langs}
+    if part != "all":
+        check_parallel({code: ("validation", rows) for code, rows in tables.items()}, files)
+    examples = [ex for code, rows in tables.items() for ex in split_rows(code, rows, part, holdout, seed)]
+    if not examples:
+        raise ReprtoolsError(f"{spec} part {part!r} with holdout {holdout} is empty; use a holdout between 0 and 1")
+    sources = tuple(SourceFile(path=files[code]["validation"], lang=code) for code in langs)
+    return Dataset(spec, "hf:xnli", tuple(examples), sources,
+                   {"langs": list(langs), "split": part, "holdout": holdout, "seed": seed})
