@@ -27,14 +27,14 @@ def bare_loop(model_name: str, method: str, steps: int, batch_size: int, seed: i
     from reprtools.adapters import AdapterSpec
     from reprtools.data import load_examples, mix, tokenize_example
     from reprtools.models import load_tokenizer, resolve_model
-    from reprtools.train import _auto_total
+    from reprtools.train import auto_num_examples
 
     resolved = resolve_model(model_name)
     tokenizer = load_tokenizer(resolved.path)
     tokenizer.padding_side = "right"
     model = AutoModelForCausalLM.from_pretrained(str(resolved.path), dtype=torch.float32)
     dataset = load_examples("demo")
-    chosen = mix(dataset.examples, "hi", 0.1, _auto_total(dataset.counts(), "en", "hi", 0.1), seed=seed)
+    chosen = mix(dataset.examples, "hi", 0.1, auto_num_examples(dataset.counts(), "en", "hi", 0.1), seed=seed)
     features = [tokenize_example(tokenizer, ex, 256) for ex in chosen.examples]
     transformers.set_seed(seed)
     peft_model = get_peft_model(model, AdapterSpec(method).config(total_step=steps))

@@ -1,9 +1,23 @@
 """``reprtools train``: one adapter, one controlled set-up, one run directory.
 
+:func:`train` is four steps, each a function of its own:
+
+1. :func:`prepare_data` checks every option, loads the data, mixes English with the target language and tokenises
+   it.  Nothing is written and no weights are loaded, so bad input fails fast and leaves no trace.
+   :func:`training_arguments` then fixes the schedule (batch, steps, seeds) the next steps share.
+2. :func:`build_peft_model` loads the base model, picks the rank (``--match-budget``) and wraps it with peft.
+3. :func:`make_trainer` prepares the run directory (``--overwrite``, ``--resume``) and builds the Trainer.
+4. :func:`fit` trains; :func:`write_run` saves ``adapter/`` and ``run.json``.
+
 The run directory gets ``adapter/`` (standard PEFT files; ``PeftModel.from_pretrained(original_base, adapter/)``
-reproduces the trained model) and ``run.json`` (the manifest).  Both are written under temporary names and
-renamed into place at the very end, ``run.json`` last: a directory without ``run.json`` is not a finished run.
-Intermediate Trainer checkpoints for ``--resume`` live in ``checkpoints/``.
+reproduces the trained model) and ``run.json`` (the manifest, see :mod:`reprtools.run_manifest`).  Both are written
+under temporary names and renamed into place at the very end, ``run.json`` last: a directory without ``run.json``
+is not a finished run.  Intermediate Trainer checkpoints for ``--resume`` live in ``checkpoints/``.
+
+``--seed`` draws three things together: the data sample (:func:`reprtools.data.mix`), its order (the Trainer's
+``data_seed``) and the adapter's initialisation and dropout (``transformers.set_seed`` before ``get_peft_model``,
+the Trainer's ``seed``; VeRA's projections from ``projection_prng_key``).  The XNLI held-out split is *not* drawn
+by it: every seed trains on the same pool, and the probe's held-out sentences stay held out.
 
 Training uses transformers' :class:`~transformers.Trainer`, so the same call runs on several GPUs under
 ``accelerate launch`` or ``torchrun`` unchanged; bf16 is used where the GPU supports it.
@@ -12,37 +26,19 @@ Training uses transformers' :class:`~transformers.Trainer`, so the same call run
 from __future__ import annotations
 
 import math
-import os
-import platform
 import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from transformers import PrinterCallback, Trainer, TrainerCallback
-
-from reprtools.adapters import (
-    METHODS,
-    AdapterSpec,
-    adalora_schedule,
-    count_all,
-    count_trainable,
-    default_learning_rate,
-    match_rank,
-    module_ranks,
-    parse_budget_target,
-    save_adapter,
-)
-from reprtools.data.mixing import target_count
+from reprtools.adapters import METHODS, AdapterSpec, adalora_schedule, default_learning_rate
 from reprtools.errors import ReprtoolsError
-from reprtools.fileio import write_json
-from reprtools.models import DEFAULT_MODEL, fingerprint, resolve_model
+from reprtools.models import DEFAULT_MODEL, resolve_model
+from reprtools.run_manifest import ADAPTER_DIR, CHECKPOINT_DIR, PISSA_INIT_DIR, RUN_FILE, build_manifest
+from reprtools.trainer import orthogonal_regulariser
 
-RUN_FILE = "run.json"
-ADAPTER_DIR = "adapter"
-CHECKPOINT_DIR = "checkpoints"
-PISSA_INIT_DIR = "pissa_init"
+BASE_LANG = "en"
 MAX_AUTO_EXAMPLES = 3000
 
 
@@ -66,7 +62,7 @@ class TrainOptions:
     max_steps: int | None = None
     epochs: float = 1.0
     max_length: int = 256
-    seed: int = 0
+    seed: int = 0  # draws the data sample, its order and the adapter's initialisation (see the module docstring)
     gradient_checkpointing: bool = False
     match_budget: str | None = None
     pissa_niter: int = 4
@@ -99,6 +95,68 @@ class TrainOptions:
             raise ReprtoolsError("--overwrite and --resume contradict each other; choose one")
 
 
+@dataclass
+class RunResult:
+    """What :func:`train` returns: the run directory, its manifest, and the trained PEFT model (in memory)."""
+
+    output_dir: Path
+    manifest: dict = field(default_factory=dict)
+    model: object = None
+
+
+@dataclass
+class PreparedData:
+    """Step 1's result: the checked run directory, the source data, the mix and its tokenised examples."""
+
+    output_dir: Path
+    state: str  # run_state() of output_dir before this run
+    dataset: object  # reprtools.data.Dataset
+    mix: object  # reprtools.data.Mix
+    resolved: object  # reprtools.models.ResolvedModel
+    tokenizer: object
+    features: list[dict]
+
+
+@dataclass
+class PeftBuild:
+    """Step 2's result: the PEFT-wrapped model and what decided its shape."""
+
+    model: object  # peft.PeftModel
+    spec: AdapterSpec  # after --match-budget
+    base_params: int
+    budget_match: dict | None
+
+
+@dataclass
+class Training:
+    """Step 3's result: the Trainer, the checkpoint it resumes from and PiSSA's initial adapter."""
+
+    trainer: object  # reprtools.trainer.ReprTrainer
+    resume_from: str | None
+    pissa_init: Path | None
+
+
+@dataclass
+class Fit:
+    """What :func:`fit` measured.  ``tokens_seen`` counts the real (non-padding) tokens of the whole run, across
+    resumes; ``session_tokens`` only those of this call, which ``wall_time_s`` timed."""
+
+    result: object  # transformers.trainer_utils.TrainOutput
+    wall_time_s: float
+    tokens_seen: int
+    session_tokens: int
+
+
+def train(opts: TrainOptions) -> RunResult:
+    """Train one adapter as ``opts`` says and write ``adapter/`` and ``run.json`` into ``opts.output_dir``."""
+    data = prepare_data(opts)
+    args = training_arguments(opts, data)
+    build = build_peft_model(opts, data, total_steps=args.max_steps)
+    training = make_trainer(opts, args, data, build)
+    return write_run(opts, data, build, training, fit(training))
+
+
+# ---------------------------------------------------------------------------------------------- 1. data
 def run_state(output_dir: Path) -> str:
     """``"empty"``, ``"finished"`` (has run.json) or ``"partial"`` (checkpoints or files, no run.json)."""
     if not output_dir.exists():
@@ -122,8 +180,10 @@ def _check_output_dir(opts: TrainOptions) -> tuple[Path, str]:
     return out, state
 
 
-def _auto_total(pools: dict[str, int], base_lang: str, target: str, ratio: float) -> int:
+def auto_num_examples(pools: dict[str, int], base_lang: str, target: str, ratio: float) -> int:
     """The largest N (at most 3000) whose mix at ``ratio`` both language pools can supply."""
+    from reprtools.data.mixing import target_count
+
     limits = [MAX_AUTO_EXAMPLES]
     if ratio < 1:
         limits.append(math.floor(pools.get(base_lang, 0) / (1 - ratio)))
@@ -138,99 +198,111 @@ def _auto_total(pools: dict[str, int], base_lang: str, target: str, ratio: float
     return total
 
 
-def _versions() -> dict:
-    import accelerate
-    import peft
-    import torch
-    import transformers
-
-    import reprtools
-
-    return {
-        "python": platform.python_version(),
-        "reprtools": reprtools.__version__,
-        "torch": torch.__version__,
-        "transformers": transformers.__version__,
-        "peft": peft.__version__,
-        "accelerate": accelerate.__version__,
-    }
+def _source(resolved) -> str:
+    return str(resolved.path) if resolved.path is not None else resolved.reload_id
 
 
-def orthogonal_regulariser(peft_model, adapter_name: str = "default") -> float:
-    """AdaLoRA's orthogonality penalty R(P, Q) as peft adds it to the loss (Zhang et al. 2023, eq. 4):
-    the mean over the adapted factors of ||P^T P - I||_F and ||Q Q^T - I||_F.
-
-    peft folds it into ``outputs.loss``; it is recomputed here (without gradients) only so that the task loss
-    and the regulariser can be logged apart.
-    """
-    import torch
-
-    total, count = 0.0, 0
-    with torch.no_grad():
-        for name, p in peft_model.named_parameters():
-            if adapter_name not in name or not ("lora_A" in name or "lora_B" in name):
-                continue
-            cov = p @ p.T if "lora_A" in name else p.T @ p
-            total += torch.linalg.matrix_norm(cov - torch.eye(cov.shape[0], device=cov.device, dtype=cov.dtype)).item()
-            count += 1
-    return total / count if count else 0.0
-
-
-@dataclass
-class RunResult:
-    """What :func:`train` returns: the run directory, its manifest, and the trained PEFT model (in memory)."""
-
-    output_dir: Path
-    manifest: dict = field(default_factory=dict)
-    model: object = None
-
-
-def train(opts: TrainOptions) -> RunResult:
-    """Train one adapter as ``opts`` says and write ``adapter/`` and ``run.json`` into ``opts.output_dir``."""
-    from reprtools.data import load_examples
-    from reprtools.data.mixing import mix
+def prepare_data(opts: TrainOptions) -> PreparedData:
+    """Check the options and the output directory, load the data for the two languages the mix draws from, mix
+    them with ``--seed`` and tokenise the result.  Only the tokenizer is loaded and nothing is written."""
+    from reprtools.data import load_examples, mix, tokenize_example
     from reprtools.languages import check_lang
+    from reprtools.models import load_tokenizer
 
     opts.validate()
-    target_lang = check_lang(opts.lang)
-    if target_lang == "en":
+    target = check_lang(opts.lang)
+    if target == BASE_LANG:
         raise ReprtoolsError("--lang is the target language mixed into English; choose one other than en")
     out, state = _check_output_dir(opts)
-
-    # ---- data: everything about the input is checked before the model is loaded or a file is written
-    dataset = load_examples(opts.data)
+    # only the languages the mix draws from: hub XNLI needs them named, and the rest loads less
+    langs = [lang for lang, used in ((BASE_LANG, opts.ratio < 1), (target, opts.ratio > 0)) if used]
+    dataset = load_examples(opts.data, langs=langs)
     pools = dataset.counts()
-    if opts.ratio > 0 and target_lang not in pools:
+    if opts.ratio > 0 and target not in pools:
         present = ", ".join(sorted(pools)) or "none"
-        raise ReprtoolsError(f"no '{target_lang}' examples in {opts.data}; languages present: {present}")
-    total = opts.num_examples or _auto_total(pools, "en", target_lang, opts.ratio)
-    chosen = mix(dataset.examples, target_lang, opts.ratio, total, seed=opts.seed)
+        raise ReprtoolsError(f"no '{target}' examples in {opts.data}; languages present: {present}")
+    total = opts.num_examples or auto_num_examples(pools, BASE_LANG, target, opts.ratio)
+    chosen = mix(dataset.examples, target, opts.ratio, total, seed=opts.seed, base_lang=BASE_LANG)
 
-    # ---- model
+    resolved = resolve_model(opts.model)
+    tokenizer = load_tokenizer(_source(resolved))
+    tokenizer.padding_side = "right"
+    features = [tokenize_example(tokenizer, ex, opts.max_length) for ex in chosen.examples]
+    return PreparedData(out, state, dataset, chosen, resolved, tokenizer, features)
+
+
+# ------------------------------------------------------------------------------------------ the schedule
+def training_arguments(opts: TrainOptions, data: PreparedData):
+    """The Trainer's arguments: batch size, accumulation and schedule, checkpoints every ``--save-steps`` into
+    ``checkpoints/``, ``--seed`` for both the Trainer and the data order, bf16 where the GPU supports it, and the
+    Trainer's own count of the real (non-padding) tokens for ``tokens_per_second``.
+
+    Without ``--max-steps`` the run takes ``--epochs`` passes over the data at the global batch size (per-device
+    batch x accumulation x ``args.world_size``), rounded up; AdaLoRA's budget schedule is built from that count.
+    """
+    import torch
+    from transformers import TrainingArguments
+
+    args = TrainingArguments(
+        output_dir=str(data.output_dir / CHECKPOINT_DIR),
+        per_device_train_batch_size=opts.batch_size,
+        gradient_accumulation_steps=opts.gradient_accumulation,
+        learning_rate=opts.learning_rate or default_learning_rate(opts.method),
+        max_steps=opts.max_steps or 1,  # without --max-steps: set below, once args.world_size is known
+        lr_scheduler_type="linear",
+        warmup_steps=0,
+        logging_steps=opts.logging_steps,
+        save_strategy="steps",
+        save_steps=opts.save_steps,
+        save_total_limit=2,
+        seed=opts.seed,
+        data_seed=opts.seed,
+        bf16=torch.cuda.is_available() and torch.cuda.is_bf16_supported(),
+        include_num_input_tokens_seen="non_padding",  # attention_mask.sum(), gathered over processes
+        remove_unused_columns=False,
+        report_to="none",
+        disable_tqdm=not opts.progress,
+        dataloader_num_workers=0,
+        dataloader_pin_memory=torch.cuda.is_available(),
+        **_checkpointing_arguments(opts.gradient_checkpointing),
+    )
+    if opts.max_steps is None:
+        global_batch = opts.batch_size * opts.gradient_accumulation * args.world_size
+        args.max_steps = max(1, math.ceil(math.ceil(len(data.features) / global_batch) * opts.epochs))
+    return args
+
+
+def _checkpointing_arguments(enabled: bool) -> dict:
+    """Gradient checkpointing on, under the name the installed transformers uses (``gradient_checkpointing`` was
+    renamed ``activation_checkpointing``; the old name warns).  Off: nothing, the default."""
+    if not enabled:
+        return {}
+    from transformers import TrainingArguments
+
+    fields = TrainingArguments.__dataclass_fields__
+    name = "activation_checkpointing" if "activation_checkpointing" in fields else "gradient_checkpointing"
+    return {name: True, f"{name}_kwargs": {"use_reentrant": False}}
+
+
+# ------------------------------------------------------------------------------------------ 2. the model
+def build_peft_model(opts: TrainOptions, data: PreparedData, total_steps: int) -> PeftBuild:
+    """Load the base model in float32, choose the rank (``--match-budget``) and wrap it with peft, initialised
+    under ``--seed``.  ``total_steps`` sizes AdaLoRA's budget schedule.  Nothing is written yet."""
     import torch
     import transformers
     from peft import get_peft_model
-    from transformers import AutoModelForCausalLM, DataCollatorForSeq2Seq, TrainingArguments
+    from transformers import AutoModelForCausalLM
 
-    from reprtools.data.prompts import tokenize_example
-    from reprtools.models import load_tokenizer
+    from reprtools.adapters import match_rank, parse_budget_target
 
     transformers.logging.set_verbosity_error()
-    resolved = resolve_model(opts.model)
-    source = str(resolved.path) if resolved.path is not None else resolved.reload_id
-    use_bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
-    tokenizer = load_tokenizer(source)
-    tokenizer.padding_side = "right"
-    model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32)
-    base_params = count_all(model)
+    try:
+        model = AutoModelForCausalLM.from_pretrained(_source(data.resolved), dtype=torch.float32)
+    except OSError as exc:
+        raise ReprtoolsError(f"could not load model '{opts.model}': {str(exc).splitlines()[0]}") from None
+    base_params = model.num_parameters()
 
-    features = [tokenize_example(tokenizer, ex, opts.max_length) for ex in chosen.examples]
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    steps_per_epoch = math.ceil(len(features) / (opts.batch_size * opts.gradient_accumulation * world))
-    total_steps = opts.max_steps or max(1, math.ceil(steps_per_epoch * opts.epochs))
-
-    spec = opts.adapter_spec()
-    budget_match = None
+    spec, budget_match = opts.adapter_spec(), None
     if opts.match_budget:
         target, described = parse_budget_target(opts.match_budget, model.config, spec)
         matched = match_rank(model.config, spec, target)
@@ -242,204 +314,107 @@ def train(opts: TrainOptions) -> RunResult:
             f"{matched.trainable:,} parameters vs a target of {target:,}{level}",
             file=sys.stderr,
         )
-    learning_rate = opts.learning_rate or default_learning_rate(opts.method)
 
-    # ---- the run directory: from here on files are written
-    if opts.overwrite and state != "empty":
-        for name in (RUN_FILE, ADAPTER_DIR, CHECKPOINT_DIR, PISSA_INIT_DIR):
-            target_path = out / name
-            if target_path.is_dir():
-                shutil.rmtree(target_path)
-            elif target_path.exists():
-                target_path.unlink()
-    out.mkdir(parents=True, exist_ok=True)
-    checkpoints = out / CHECKPOINT_DIR
-    resume_from = None
-    if opts.resume:
-        found = sorted(checkpoints.glob("checkpoint-*"), key=lambda p: int(p.name.rsplit("-", 1)[-1]))
-        if found:
-            resume_from = str(found[-1])
-        else:
-            print(f"reprtools: nothing to resume in {out}; starting from the beginning", file=sys.stderr)
+    transformers.set_seed(opts.seed)  # --seed draws the adapter's initialisation
+    peft_model = get_peft_model(model, spec.config(total_step=total_steps))
+    return PeftBuild(peft_model, spec, base_params, budget_match)
 
-    transformers.set_seed(opts.seed)
-    peft_config = spec.config(total_step=total_steps)
-    peft_model = get_peft_model(model, peft_config)
-    peft_config = peft_model.peft_config["default"]
-    is_main = int(os.environ.get("RANK", "0")) == 0
-    pissa_init = None
-    if opts.method == "pissa":
-        pissa_init = out / PISSA_INIT_DIR
-        if is_main:
-            peft_model.save_pretrained(str(pissa_init))
-    trainable = count_trainable(peft_model)
 
-    counter = _TokenCounter(DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=-100))
-    callbacks: list = []
-    if opts.method == "adalora":
-        callbacks.append(_AdaLoraAllocator(peft_model))
-    args = TrainingArguments(
-        output_dir=str(checkpoints),
-        per_device_train_batch_size=opts.batch_size,
-        gradient_accumulation_steps=opts.gradient_accumulation,
-        learning_rate=learning_rate,
-        max_steps=total_steps,
-        lr_scheduler_type="linear",
-        warmup_steps=0,
-        logging_steps=opts.logging_steps,
-        save_strategy="steps",
-        save_steps=opts.save_steps,
-        save_total_limit=2,
-        seed=opts.seed,
-        data_seed=opts.seed,
-        bf16=use_bf16,
-        gradient_checkpointing=opts.gradient_checkpointing,
-        gradient_checkpointing_kwargs={"use_reentrant": False} if opts.gradient_checkpointing else None,
-        remove_unused_columns=False,
-        report_to="none",
-        disable_tqdm=not opts.progress,
-        dataloader_num_workers=0,
-        dataloader_pin_memory=torch.cuda.is_available(),
-    )
-    trainer = _ReprTrainer(
-        model=peft_model,
+# ---------------------------------------------------------------------------------------- 3. the Trainer
+def make_trainer(opts: TrainOptions, args, data: PreparedData, build: PeftBuild) -> Training:
+    """Prepare the run directory (:func:`_prepare_run_dir`) and build the Trainer: a right-padding collator that
+    masks the padding out of the loss, AdaLoRA's allocator and regulariser logging, no console printer when
+    quiet.  PiSSA's adapter as initialised is saved for the conversion at the end."""
+    from transformers import DataCollatorForSeq2Seq, PrinterCallback
+
+    from reprtools.trainer import AdaLoraAllocator, ReprTrainer
+
+    resume_from = _prepare_run_dir(opts, data, is_main=args.process_index == 0)
+    adalora = opts.method == "adalora"
+    trainer = ReprTrainer(
+        model=build.model,
         args=args,
-        train_dataset=features,
-        data_collator=counter,
-        callbacks=callbacks,
-        orth_reg_weight=getattr(peft_config, "orth_reg_weight", 0.0) if opts.method == "adalora" else 0.0,
+        train_dataset=data.features,
+        data_collator=DataCollatorForSeq2Seq(data.tokenizer, padding=True, label_pad_token_id=-100),
+        callbacks=[AdaLoraAllocator(build.model)] if adalora else [],
+        orth_reg_weight=build.model.peft_config["default"].orth_reg_weight if adalora else 0.0,
     )
     if not opts.progress:
         trainer.remove_callback(PrinterCallback)
+    pissa_init = None
+    if opts.method == "pissa":
+        pissa_init = data.output_dir / PISSA_INIT_DIR
+        if trainer.is_world_process_zero():
+            build.model.save_pretrained(str(pissa_init))
+    return Training(trainer, resume_from, pissa_init)
+
+
+def _prepare_run_dir(opts: TrainOptions, data: PreparedData, is_main: bool) -> str | None:
+    """``--overwrite``: remove what a previous run left.  ``--resume``: the last checkpoint (transformers'
+    ``get_last_checkpoint``, by step number), or ``None`` with a note when there is none.  The first files of
+    the run are written here, after every check has passed."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    out = data.output_dir
+    if opts.overwrite and data.state != "empty" and is_main:
+        for name in (RUN_FILE, ADAPTER_DIR, CHECKPOINT_DIR, PISSA_INIT_DIR):
+            if (out / name).is_dir():
+                shutil.rmtree(out / name)
+            elif (out / name).exists():
+                (out / name).unlink()
+    out.mkdir(parents=True, exist_ok=True)
+    if not opts.resume:
+        return None
+    checkpoints = out / CHECKPOINT_DIR
+    last = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
+    if last is None:
+        print(f"reprtools: nothing to resume in {out}; starting from the beginning", file=sys.stderr)
+    return last
+
+
+# ------------------------------------------------------------------------------------------- 4. the run
+def fit(training: Training) -> Fit:
+    """Train, from the last checkpoint on ``--resume``, and time it.  The real tokens come from the Trainer's own
+    count (``num_input_tokens_seen``), which a checkpoint carries over to the resumed run."""
+    from transformers import TrainerState
+    from transformers.trainer import TRAINER_STATE_NAME
+
+    trainer = training.trainer
+    before = 0
+    if training.resume_from is not None:
+        before = TrainerState.load_from_json(str(Path(training.resume_from) / TRAINER_STATE_NAME)).num_input_tokens_seen
     started = time.time()
-    result = trainer.train(resume_from_checkpoint=resume_from)
+    result = trainer.train(resume_from_checkpoint=training.resume_from)
     wall = time.time() - started
+    seen = int(trainer.state.num_input_tokens_seen)
+    return Fit(result, wall, seen, seen - int(before))
 
-    if not trainer.is_world_process_zero():
+
+def write_run(opts: TrainOptions, data: PreparedData, build: PeftBuild, training: Training, fitted: Fit) -> RunResult:
+    """Save ``adapter/`` (PiSSA converted for the original base) and then ``run.json``, each under a temporary
+    name renamed into place.  Only the main process writes; the others return an empty manifest."""
+    from reprtools.adapters import module_ranks, save_adapter
+    from reprtools.fileio import write_json
+
+    out, peft_model = data.output_dir, build.model
+    if not training.trainer.is_world_process_zero():
         return RunResult(out, {}, peft_model)
-
-    # ---- save: adapter first (temporary name, then rename), run.json last
     ranks = module_ranks(peft_model)
     tmp_adapter = out / f".{ADAPTER_DIR}.tmp"
     if tmp_adapter.exists():
         shutil.rmtree(tmp_adapter)
-    saved = save_adapter(peft_model, tmp_adapter, spec, resolved.reload_id, pissa_init)
+    saved = save_adapter(peft_model, tmp_adapter, build.spec, data.resolved.reload_id, training.pissa_init)
     if (out / ADAPTER_DIR).exists():
         shutil.rmtree(out / ADAPTER_DIR)
     tmp_adapter.rename(out / ADAPTER_DIR)
 
-    history = trainer.state.log_history
-    loss_curve = [
-        {k: v for k, v in row.items() if k in ("step", "loss", "task_loss", "orth_reg", "learning_rate", "grad_norm")}
-        for row in history
-        if "loss" in row
-    ]
-    config_dict = peft_config.to_dict()
-    config_dict["base_model_name_or_path"] = resolved.reload_id
-    manifest = {
-        "reprtools_run": 1,
-        "method": opts.method,
-        "rank": spec.rank,
-        "saved_rank": saved.saved_rank,
-        "peft_config": _jsonable(config_dict),
-        "final_rank_per_module": ranks,
-        "trainable_params": trainable,
-        "base_params": base_params,
-        "trainable_percent": 100.0 * trainable / base_params,
-        "budget_match": budget_match,
-        "notes": saved.notes,
-        "data": {**chosen.to_dict(), "max_length": opts.max_length, "source": dataset.manifest()},
-        "seed": opts.seed,
-        "base_model": {
-            "name": opts.model,
-            "name_or_path": resolved.reload_id,
-            "kind": resolved.kind,
-            "fingerprint_sha256": fingerprint(resolved),
-        },
-        "training": {
-            "learning_rate": learning_rate,
-            "batch_size": opts.batch_size,
-            "gradient_accumulation": opts.gradient_accumulation,
-            "world_size": world,
-            "max_steps": total_steps,
-            "steps_done": trainer.state.global_step,
-            "epochs": opts.epochs,
-            "bf16": use_bf16,
-            "gradient_checkpointing": opts.gradient_checkpointing,
-            "resumed_from": resume_from,
-            "final_loss": result.training_loss,
-        },
-        "loss_curve": loss_curve,
-        "wall_time_s": wall,
-        "tokens_seen": counter.tokens,
-        "tokens_per_second": counter.tokens / wall if wall > 0 else None,
-        "versions": _versions(),
-        "command": sys.argv,
-        "options": asdict(opts),
-    }
+    manifest = build_manifest(opts, data, build, training, fitted, saved, ranks)
     write_json(out / RUN_FILE, manifest)
     return RunResult(out, manifest, peft_model)
 
 
-def _jsonable(obj):
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple, set)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, (str, int, float, bool)) or obj is None:
-        return obj
-    if hasattr(obj, "tolist"):
-        return obj.tolist()
-    return str(obj)
-
-
-class _TokenCounter:
-    """Wraps a collator and counts the real (non-padding) tokens it hands to the model."""
-
-    def __init__(self, collator):
-        self.collator = collator
-        self.tokens = 0
-
-    def __call__(self, features):
-        batch = self.collator(features)
-        self.tokens += int(batch["attention_mask"].sum())
-        return batch
-
-
-class _AdaLoraAllocator(TrainerCallback):
-    """Calls AdaLoRA's ``update_and_allocate`` after every optimizer step, before the gradients are zeroed
-    (it scores each singular value by its gradient).  Plain Trainer never calls it, so AdaLoRA would silently
-    train as a fixed-rank LoRA."""
-
-    def __init__(self, peft_model):
-        self.peft_model = peft_model
-
-    def on_optimizer_step(self, args, state, control, **kwargs):
-        self.peft_model.base_model.update_and_allocate(state.global_step)
-
-
-class _ReprTrainer(Trainer):
-    """Trainer that logs AdaLoRA's orthogonal regulariser apart from the task loss."""
-
-    def __init__(self, *args, orth_reg_weight: float = 0.0, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.orth_reg_weight = orth_reg_weight
-        self._reg_sum, self._reg_n = 0.0, 0
-
-    def compute_loss(self, model, inputs, return_outputs=False, **kwargs):
-        out = super().compute_loss(model, inputs, return_outputs=return_outputs, **kwargs)
-        if self.orth_reg_weight and model.training:
-            self._reg_sum += orthogonal_regulariser(self.model)
-            self._reg_n += 1
-        return out
-
-    def log(self, logs, *args, **kwargs):
-        if self._reg_n and "loss" in logs:
-            reg = self._reg_sum / self._reg_n
-            logs["orth_reg"] = reg
-            logs["task_loss"] = logs["loss"] - self.orth_reg_weight * reg
-            self._reg_sum, self._reg_n = 0.0, 0
-        super().log(logs, *args, **kwargs)
-
-
-__all__ = ["METHODS", "TrainOptions", "RunResult", "train", "run_state", "adalora_schedule", "orthogonal_regulariser"]
+__all__ = [
+    "METHODS", "TrainOptions", "RunResult", "train", "run_state", "prepare_data", "training_arguments",
+    "build_peft_model", "make_trainer", "fit", "write_run", "auto_num_examples", "adalora_schedule",
+    "orthogonal_regulariser",
+]
