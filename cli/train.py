@@ -30,7 +30,8 @@ import click
 @click.option("--max-steps", default=None, type=int, help="Optimizer steps [default: one pass over the data].")
 @click.option("--epochs", default=1.0, show_default=True, type=float, help="Passes over the data when --max-steps is not given.")
 @click.option("--max-length", default=256, show_default=True, type=int, help="Maximum tokens per example.")
-@click.option("--seed", default=0, show_default=True, type=int, help="Seed for data mixing, initialisation and order.")
+@click.option("--seed", default=0, show_default=True, type=int,
+              help="Draws the data sample, its order and the adapter's initialisation (and dropout) together.")
 @click.option("--gradient-checkpointing", is_flag=True, help="Trade compute for memory.")
 @click.option("--pissa-niter", default=4, show_default=True, type=int,
               help="PiSSA: subspace iterations of the fast SVD; 0 = full SVD.")

@@ -2,6 +2,7 @@
 the ORIGINAL base with the trained model's outputs, and the manifest says what happened."""
 
 import json
+import shutil
 
 import pytest
 import torch
@@ -9,6 +10,7 @@ from peft import PeftModel
 from transformers import AutoModelForCausalLM
 
 from reprtools.adapters import METHODS, adalora_init_rank
+from reprtools.errors import ReprtoolsError
 from reprtools.train import TrainOptions, train
 
 
@@ -60,7 +62,8 @@ def test_lora_loss_goes_down(tmp_path):
 
 
 def test_adalora_ranks_move_from_init_toward_target_and_regulariser_is_logged_apart(tmp_path):
-    manifest = _train(tmp_path, "adalora", max_steps=10).manifest
+    # no --max-steps: one pass over 40 examples at batch 4 is 10 steps, and AdaLoRA's schedule must be told so
+    manifest = _train(tmp_path, "adalora", max_steps=None, num_examples=40, batch_size=4).manifest
     ranks = manifest["final_rank_per_module"]
     init_r = adalora_init_rank(8)
     assert len(ranks) == 14  # 7 linear layers x 2 blocks
@@ -68,7 +71,8 @@ def test_adalora_ranks_move_from_init_toward_target_and_regulariser_is_logged_ap
     assert sum(ranks.values()) < init_r * len(ranks), "update_and_allocate never pruned a rank"
     assert sum(ranks.values()) == pytest.approx(8 * len(ranks), abs=len(ranks))  # budget: an average of target_r
     config = manifest["peft_config"]
-    assert config["total_step"] == 10 and config["init_r"] == init_r and config["target_r"] == 8
+    assert config["total_step"] == manifest["training"]["steps_done"] == 10
+    assert config["init_r"] == init_r and config["target_r"] == 8
     weight = config["orth_reg_weight"]
     for row in manifest["loss_curve"]:
         assert row["orth_reg"] > 0
@@ -93,16 +97,47 @@ def test_vera_saves_its_shared_projections(tmp_path):
 
 
 def test_manifest_records_the_run(tmp_path):
+    import peft
+    import transformers
+    from safetensors import safe_open
+
     manifest = _train(tmp_path, "dora", ratio=0.5, lang="bn", seed=3).manifest
     assert manifest["data"]["counts"] == {"en": 20, "bn": 20}
-    assert len(manifest["data"]["ids_sha256"]) == 64
-    assert manifest["seed"] == 3
-    assert len(manifest["base_model"]["fingerprint_sha256"]) == 64
-    assert {"torch", "transformers", "peft", "python"} <= set(manifest["versions"])
-    assert manifest["tokens_per_second"] > 0 and manifest["wall_time_s"] > 0
+    # the keys the probe groups seeds by: method, base model, target language and ratio, seed
+    assert (manifest["data"]["target_lang"], manifest["data"]["ratio"]) == ("bn", 0.5)
+    assert (manifest["options"]["lang"], manifest["options"]["ratio"], manifest["seed"]) == ("bn", 0.5, 3)
+    assert manifest["versions"]["torch"] == torch.__version__
+    assert (manifest["versions"]["transformers"], manifest["versions"]["peft"]) == (transformers.__version__,
+                                                                                    peft.__version__)
     assert manifest["peft_config"]["use_dora"] is True
     assert set(manifest["final_rank_per_module"].values()) == {8}
-    assert manifest["trainable_percent"] == pytest.approx(100 * manifest["trainable_params"] / manifest["base_params"])
+    # the trainable parameters are exactly what the adapter file holds (DoRA: A, B and the magnitudes) ...
+    with safe_open(str(tmp_path / "dora" / "adapter" / "adapter_model.safetensors"), "pt") as f:
+        assert manifest["trainable_params"] == sum(f.get_tensor(k).numel() for k in f.keys())
+    # ... and the base parameters what the original base holds
+    base = AutoModelForCausalLM.from_pretrained(manifest["base_model"]["name_or_path"])
+    assert manifest["base_params"] == sum(p.numel() for p in base.parameters())
+    assert manifest["tokens_per_second"] == pytest.approx(manifest["tokens_seen"] / manifest["wall_time_s"])
+
+
+def test_tokens_per_second_counts_real_tokens_not_padding(tmp_path):
+    """8 examples of 8 different lengths, batch 4, 2 steps: one pass, every example seen once.  Every batch
+    mixes lengths, so it is padded, and only the real tokens may count."""
+    from reprtools.data import load_examples, tokenize_example
+    from reprtools.models import load_tokenizer, resolve_model
+
+    rows = [{"instruction": "Repeat.", "input": "word " * (3 * i), "output": "ok", "lang": lang}
+            for i, lang in enumerate(["en", "sw"] * 4)]
+    data = tmp_path / "d.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    manifest = _train(tmp_path, "lora", data=f"jsonl:{data}", lang="sw", ratio=0.5, num_examples=8,
+                      batch_size=4, max_steps=2).manifest
+
+    tokenizer = load_tokenizer(resolve_model("tiny-llama").path)
+    lengths = [len(tokenize_example(tokenizer, ex, 256)["input_ids"]) for ex in load_examples(f"jsonl:{data}")]
+    assert len(set(lengths)) == 8  # so every batch of 4 holds padding
+    assert manifest["tokens_seen"] == sum(lengths)
+    assert manifest["tokens_per_second"] == pytest.approx(sum(lengths) / manifest["wall_time_s"])
 
 
 def test_same_seed_same_result(tmp_path):
@@ -121,18 +156,75 @@ def test_match_budget_picks_the_closest_rank(tmp_path):
     assert manifest["budget_match"]["target_params"] == 16384
 
 
-def test_resume_continues_from_the_last_checkpoint(tmp_path):
-    _train(tmp_path, "lora", max_steps=4, save_steps=2)
+def test_resume_finds_the_last_checkpoint_by_step_number(tmp_path):
+    _train(tmp_path, "lora", max_steps=10, save_steps=5)
     run = tmp_path / "lora"
-    # simulate a crash after the checkpoint at step 4: no manifest, no adapter
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["checkpoint-10", "checkpoint-5"]
+    # simulate a crash after the checkpoint at step 10: no manifest, no adapter
     (run / "run.json").unlink()
-    import shutil
-
     shutil.rmtree(run / "adapter")
-    manifest = _train(tmp_path, "lora", max_steps=6, save_steps=2, resume=True).manifest
-    assert manifest["training"]["resumed_from"].endswith("checkpoint-4")
-    assert manifest["training"]["steps_done"] == 6
+    manifest = _train(tmp_path, "lora", max_steps=12, save_steps=5, resume=True).manifest
+    assert manifest["training"]["resumed_from"] == str(run / "checkpoints" / "checkpoint-10")  # not the "last" by name
+    assert manifest["training"]["steps_done"] == 12
+    assert [row["step"] for row in manifest["loss_curve"]] == list(range(1, 13))  # the history carries over
+    # tokens: the whole run's, the checkpoint's count plus those of the two resumed steps
+    at_checkpoint = json.loads((run / "checkpoints" / "checkpoint-10" / "trainer_state.json").read_text())
+    assert manifest["tokens_seen"] > at_checkpoint["num_input_tokens_seen"] > 0
     assert (run / "run.json").is_file() and (run / "adapter" / "adapter_config.json").is_file()
+
+
+def test_resume_with_nothing_to_resume_starts_from_the_beginning(tmp_path, capsys):
+    manifest = _train(tmp_path, "lora", max_steps=2, resume=True).manifest
+    assert manifest["training"]["resumed_from"] is None and manifest["training"]["steps_done"] == 2
+    assert "nothing to resume" in capsys.readouterr().err
+
+
+def test_seed_draws_the_sample_its_order_and_the_initialisation(tmp_path):
+    """What run.json's seed_draws says, one step at a time: the mix, the Trainer's data order and the adapter's
+    initial weights each change with --seed and repeat with it."""
+    from reprtools.train import build_peft_model, make_trainer, prepare_data, training_arguments
+
+    def opts(seed):
+        return TrainOptions(output_dir=str(tmp_path / "run"), model="tiny-llama", seed=seed, num_examples=40,
+                            max_steps=4, progress=False)
+
+    data = {seed: prepare_data(opts(seed)) for seed in (0, 1)}
+    assert data[0].mix.ids_sha256 != data[1].mix.ids_sha256
+    assert [ex.id for ex in prepare_data(opts(0)).mix.examples] == [ex.id for ex in data[0].mix.examples]
+
+    def first_weights_and_order(seed):
+        o = opts(seed)
+        args = training_arguments(o, data[0])  # the same data for every seed: only order and init may differ
+        build = build_peft_model(o, data[0], args.max_steps)
+        lora_a = next(p.detach().clone() for n, p in build.model.named_parameters() if "lora_A" in n)
+        loader = make_trainer(o, args, data[0], build).trainer.get_train_dataloader()
+        return lora_a, [batch["input_ids"].tolist() for batch in loader]
+
+    a0, order0 = first_weights_and_order(0)
+    b0, again = first_weights_and_order(0)
+    a1, order1 = first_weights_and_order(1)
+    assert torch.equal(a0, b0), "the same seed must give the same initial adapter"
+    assert order0 == again, "the same seed must give the same data order"
+    assert not torch.equal(a0, a1), "the seed does not draw the adapter's initialisation"
+    assert order0 != order1, "the seed does not draw the data order"
+
+
+@pytest.mark.parametrize("ratio,langs", [(0.1, ["en", "sw"]), (0.0, ["en"]), (1.0, ["sw"])])
+def test_the_data_loader_is_asked_for_the_languages_the_mix_draws_from(tmp_path, monkeypatch, ratio, langs):
+    """hf:xnli cannot load without being told the languages; the others then load only what the mix uses."""
+    import reprtools.data
+
+    asked = []
+
+    def spy(spec, **kwargs):
+        asked.append((spec, kwargs.get("langs")))
+        raise ReprtoolsError("stop here")
+
+    monkeypatch.setattr(reprtools.data, "load_examples", spy)
+    with pytest.raises(ReprtoolsError, match="stop here"):
+        _train(tmp_path, "lora", data="hf:xnli", lang="sw", ratio=ratio)
+    assert asked == [("hf:xnli", langs)]
+    assert not (tmp_path / "lora").exists()
 
 
 @pytest.mark.parametrize("source,lang", [("tydiqa", "sw"), ("xnli", "ur")])
