@@ -193,7 +193,7 @@ def wrap_to(text: str, width_in: float, size: float = FONT) -> str:
 def colorbar(fig: Figure, scale: Scale, axes: Sequence[Any], *, location: str = "auto", label: str | None = None):
     """One colour bar for ``axes`` (all drawn with ``scale``), thin and labelled; ``location="auto"`` puts it
     on the right when its label fits along the figure's height (broken before a parenthesis if need be),
-    else below."""
+    else below, half the figure wide, the figure made taller to hold it."""
     mappable = matplotlib.cm.ScalarMappable(norm=scale.norm, cmap=scale.cmap)
     label = scale.label if label is None else label
     if location == "auto":
@@ -202,9 +202,12 @@ def colorbar(fig: Figure, scale: Scale, axes: Sequence[Any], *, location: str = 
         if text_inches(label) > room:
             wrapped = label.replace(" (", "\n(", 1)
             label, location = (wrapped, "right") if text_inches(wrapped) <= room else (label, "bottom")
-    vertical = location in ("right", "left")
-    cb = fig.colorbar(mappable, ax=list(axes), location=location, fraction=0.05 if vertical else 0.08,
-                      aspect=25 if vertical else 40, pad=0.02, shrink=1.0 if vertical else 0.6)
+    if location in ("right", "left"):
+        cb = fig.colorbar(mappable, ax=list(axes), location=location, fraction=0.05, aspect=25, pad=0.02)
+    else:
+        fig.set_figheight(fig.get_figheight() + 0.4)
+        cb = fig.colorbar(mappable, ax=list(axes), location=location, fraction=0.3, shrink=0.5, pad=0.03,
+                          aspect=0.5 * fig.get_figwidth() / 0.08)  # 0.08 in thick
     cb.set_label(label, fontsize=FONT)
     cb.ax.tick_params(labelsize=FONT_SMALL, width=0.5, length=2)
     cb.outline.set_linewidth(0.4)
