@@ -67,6 +67,21 @@ class AdapterSpec:
         return METHOD_REGISTRY[self.method].make_config(self, total_step)
 
 
+def method_from_peft_config(config: dict) -> str:
+    """Which of :data:`METHODS` a saved ``adapter_config.json`` holds (``peft_type`` plus DoRA's ``use_dora`` and
+    PiSSA's ``init_lora_weights``); an adapter of another peft type keeps its type's name in lower case.
+
+    A PiSSA adapter converted for the original base (what ``reprtools train`` saves) is a plain LoRA on disk and
+    reads as ``lora`` here; a run's ``run.json`` says ``pissa``, and the probe prefers it."""
+    peft_type = str(config.get("peft_type", "")).upper()
+    if peft_type == "LORA":
+        if config.get("use_dora"):
+            return "dora"
+        init = config.get("init_lora_weights")
+        return "pissa" if isinstance(init, str) and init.lower().startswith("pissa") else "lora"
+    return peft_type.lower() or "unknown"
+
+
 def check_method(method: str) -> str:
     if method not in METHODS:
         raise ReprtoolsError(f"unknown method '{method}'; choose one of {', '.join(METHODS)}")
