@@ -317,6 +317,74 @@ def test_matrix_stacked_numpy_list_and_torch_agree(rng):
     np.testing.assert_allclose(cka_linear_matrix([torch.from_numpy(x) for x in layers]), M, atol=1e-12)
 
 
+def pairwise_debiased(layers_a, layers_b, **kw):
+    return np.array([[cka_linear_debiased(a, b, **kw) for b in layers_b] for a in layers_a])
+
+
+@pytest.mark.parametrize("n,d", [(40, 6), (9, 30)])  # n > d and n < d
+@pytest.mark.parametrize("method", ["auto", "feature", "gram"])
+def test_debiased_matrix_equals_pairwise_and_loop_reference(rng, n, d, method):
+    layers = residual_layers(rng, 4, n, d)
+    others = [np.tanh(a[:, : d - 2]) @ rng.normal(size=(d - 2, d + 3)) for a in layers[:2]]
+    others.append(rng.normal(size=(n, 2)) + 1.0)  # narrower, uncentred (zero-padded on the feature path)
+    M = cka_linear_matrix(layers, debiased=True, method=method)
+    assert M.shape == (4, 4) and M.dtype == np.float64
+    np.testing.assert_allclose(M, pairwise_debiased(layers, layers), atol=1e-10, rtol=0)
+    np.testing.assert_allclose(M, M.T, atol=1e-12)
+    np.testing.assert_allclose(np.diag(M), 1.0, atol=1e-12)
+    C = cka_linear_matrix(layers, others, debiased=True, method=method)
+    assert C.shape == (4, 3)
+    np.testing.assert_allclose(C, pairwise_debiased(layers, others), atol=1e-10, rtol=0)
+    # the independent float64 reference: Song et al.'s three terms with explicit loops, on uncentred Grams
+    assert M[0, 3] == pytest.approx(ref_cka_debiased(layers[0], layers[3]), abs=1e-10)
+    assert C[2, 2] == pytest.approx(ref_cka_debiased(layers[2], others[2]), abs=1e-10)
+    assert np.abs(M - cka_linear_matrix(layers, method=method)).max() > 1e-3  # not the biased matrix
+
+
+def test_debiased_matrix_matches_the_ustatistic_definition(rng):
+    layers = [rng.normal(size=(7, 3)), rng.normal(size=(7, 2))]
+    layers[1][:, 0] += layers[0][:, 0]
+    expected = ref_cka_debiased(layers[0], layers[1], hsic=ref_hsic_ustatistic)  # average over 4-tuples
+    for method in ("feature", "gram"):
+        assert cka_linear_matrix(layers, debiased=True, method=method)[0, 1] == pytest.approx(expected, abs=1e-12)
+
+
+def test_debiased_matrix_removes_the_inflation_for_independent_layers(rng):
+    independent = [rng.normal(size=(30, 60)) for _ in range(3)]
+    biased = cka_linear_matrix(independent)
+    debiased = cka_linear_matrix(independent, debiased=True)
+    off = ~np.eye(3, dtype=bool)
+    assert biased[off].min() > 0.5  # d = 2n: the biased estimator sees structure that is not there
+    assert np.abs(debiased[off]).max() < 0.1
+
+
+@pytest.mark.parametrize("method", ["feature", "gram"])
+def test_debiased_matrix_float32_blocked_and_torch(rng, method):
+    layers = residual_layers(rng, 5, 50, 8)
+    expected = pairwise_debiased(layers, layers)
+    got32 = cka_linear_matrix(np.stack(layers).astype(np.float32), method=method, dtype=torch.float32, debiased=True)
+    np.testing.assert_allclose(got32, expected, atol=1e-5, rtol=0)
+    np.testing.assert_allclose(cka_linear_matrix(layers, method=method, debiased=True, block_bytes=1), expected,
+                               atol=1e-10, rtol=0)
+    cross = cka_linear_matrix(layers[:2], [torch.from_numpy(x) for x in layers], method=method, debiased=True,
+                              block_bytes=1)
+    np.testing.assert_allclose(cross, expected[:2], atol=1e-10, rtol=0)
+
+
+def test_debiased_matrix_degenerate_inputs_raise(rng):
+    Y = rng.normal(size=(4, 3))
+    X = np.array([[1.0, 0.0], [0.0, 0.0], [0.0, 0.0], [0.0, 0.0]])  # unbiased HSIC of X with itself is 0
+    with pytest.raises(ReprtoolsError, match="at least 4"):
+        cka_linear_matrix([Y[:3], Y[:3]], debiased=True)
+    for method in ("feature", "gram"):
+        with pytest.raises(ReprtoolsError, match=r"layers_a\[0\].*not positive"):
+            cka_linear_matrix([X, Y], debiased=True, method=method)
+        with pytest.raises(ReprtoolsError, match=r"layers_b\[1\].*not positive"):
+            cka_linear_matrix([Y], [Y, X], debiased=True, method=method)
+        with pytest.raises(ReprtoolsError, match="zero variance"):
+            cka_linear_matrix([Y, np.ones((4, 2))], debiased=True, method=method)
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Degenerate input
 # ---------------------------------------------------------------------------------------------------------------

@@ -8,7 +8,8 @@ sentences; the feature widths may differ.  The arithmetic runs in torch on the i
 * ``dtype=None`` computes in float64 on the CPU and in float32 on an accelerator (float64 there if an input is
   float64 already); pass ``dtype=torch.float64`` (or ``"float64"``) to ask for float64 anywhere.
 
-Scalar measures return a Python ``float``; :func:`cka_linear_matrix` returns a float64 numpy array.
+Scalar measures return a Python ``float``.  The batched layer x layer matrix, biased or debiased, lives in
+:mod:`reprtools.measures.cka_matrix`.
 Degenerate input (NaN/inf, a constant representation, mismatched or too few rows) raises
 :class:`~reprtools.errors.ReprtoolsError` instead of returning NaN.
 
@@ -33,11 +34,10 @@ from reprtools.errors import ReprtoolsError
 ArrayLike = Union[np.ndarray, torch.Tensor]
 Method = Literal["auto", "feature", "gram"]
 
-__all__ = ["cka_linear", "cka_linear_debiased", "cka_rbf", "cka_linear_matrix"]
+__all__ = ["cka_linear", "cka_linear_debiased", "cka_rbf"]
 
 _METHODS = ("auto", "feature", "gram")
 _DTYPE_NAMES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32, "float64": torch.float64}
-_DEFAULT_BLOCK_BYTES = 4 * 2**30
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -386,253 +386,11 @@ def cka_rbf(X: ArrayLike, Y: ArrayLike, sigma_frac: float = 1.0, *, dtype: Any =
     return _ratio(num, den, "cka_rbf")
 
 
-# --------------------------------------------------------------------------------------------------------------
-# Layer x layer linear CKA
-# --------------------------------------------------------------------------------------------------------------
+def __getattr__(name: str) -> Any:
+    """``cka_linear_matrix`` and its cost model moved to :mod:`reprtools.measures.cka_matrix` (this module stays
+    under the size the developers' guide sets); old ``from reprtools.measures.cka import ...`` lines still work."""
+    if name in ("cka_linear_matrix", "_matrix_costs", "_DEFAULT_BLOCK_BYTES"):
+        from reprtools.measures import cka_matrix
 
-
-def _layer_tensors(layers: Any, name: str) -> list[torch.Tensor]:
-    """A stacked ``(L, n, d)`` array or a sequence of ``(n, d)`` arrays as a list of (unconverted) tensors."""
-    if isinstance(layers, (torch.Tensor, np.ndarray)):
-        t = _to_tensor(layers, name)
-        if t.ndim != 3:
-            raise ReprtoolsError(
-                f"{name} has shape {tuple(t.shape)}; expected a stacked (L, n, d) array or a list of (n, d) arrays"
-            )
-        out = list(t.unbind(0))
-    elif isinstance(layers, Sequence) and not isinstance(layers, (str, bytes)):
-        out = [_to_tensor(x, f"{name}[{i}]") for i, x in enumerate(layers)]
-    else:
-        raise ReprtoolsError(
-            f"{name} is a {type(layers).__name__}; pass a list of (n, d) arrays or a stacked (L, n, d) array"
-        )
-    if not out:
-        raise ReprtoolsError(f"{name} is empty; pass at least one layer")
-    for i, t in enumerate(out):
-        if t.ndim != 2 or t.shape[1] < 1:
-            raise ReprtoolsError(f"{name}[{i}] has shape {tuple(t.shape)}; expected a 2-D (n, d) array")
-    return out
-
-
-def _prepared_layer(t: torch.Tensor, name: str, device, dtype) -> torch.Tensor:
-    t = t.to(device=device, dtype=dtype)
-    _check_finite(t, name)
-    return _centered(t, name)
-
-
-def _blocks(count: int, size: int) -> list[range]:
-    return [range(s, min(s + size, count)) for s in range(0, count, size)]
-
-
-class _GramSide:
-    """Normalised, centred, flattened Gram matrices of one side, computed a block of layers at a time."""
-
-    def __init__(self, layers, name, n, device, dtype):
-        self.layers, self.name, self.n, self.device, self.dtype = layers, name, n, device, dtype
-
-    def rows(self, idx: range) -> torch.Tensor:
-        n = self.n
-        out = torch.empty(len(idx), n, n, device=self.device, dtype=self.dtype)
-        for r, i in enumerate(idx):
-            xc = _prepared_layer(self.layers[i], f"{self.name}[{i}]", self.device, self.dtype)
-            torch.matmul(xc, xc.T, out=out[r])
-            nrm = _norm64(out[r])
-            if not (math.isfinite(float(nrm)) and float(nrm) > 0.0):
-                raise ReprtoolsError(
-                    f"{self.name}[{i}]: the Gram matrix norm is {float(nrm)} (under/overflow); rescale the input "
-                    "or pass dtype=torch.float64"
-                )
-            out[r].div_(nrm)
-        return out.view(len(idx), n * n)
-
-
-def _feature_stack(layers, name, n, device, dtype) -> tuple[torch.Tensor, int]:
-    """Centred layers side by side in one ``(n, L * d_max)`` matrix (narrower layers zero-padded)."""
-    width = max(t.shape[1] for t in layers)
-    z = torch.zeros(n, len(layers) * width, device=device, dtype=dtype)
-    for i, t in enumerate(layers):
-        z[:, i * width : i * width + t.shape[1]] = _prepared_layer(t, f"{name}[{i}]", device, dtype)
-    return z, width
-
-
-def _cross_tile(za, wa, ia: range, zb, wb, ib: range) -> torch.Tensor:
-    """``||X_a^T X_b||_F^2`` for all a in ia, b in ib, from one matmul over the concatenated features."""
-    a = za[:, ia.start * wa : ia.stop * wa]
-    b = zb[:, ib.start * wb : ib.stop * wb]
-    prod = a.T @ b  # (|ia| * wa, |ib| * wb): block (a, b) is X_a^T X_b
-    return _sum64(prod.view(len(ia), wa, len(ib), wb).square(), dim=(1, 3))
-
-
-def _self_norms_feature(z, w, count, block) -> torch.Tensor:
-    """``||X_a^T X_a||_F`` for every layer a of a side, batched with bmm."""
-    n = z.shape[0]
-    out = []
-    for blk in _blocks(count, block):
-        x3 = z[:, blk.start * w : blk.stop * w].reshape(n, len(blk), w).transpose(0, 1)  # (b, n, w)
-        out.append(_norm64(x3.transpose(1, 2) @ x3, dim=(-2, -1)))
-    return torch.cat(out)
-
-
-def _matrix_costs(n, da, dbw, la, lb, sum_da, sum_db, symmetric, itemsize, block_bytes) -> tuple[float, float]:
-    """Multiply-adds of the feature and the (blocked) Gram path."""
-    if symmetric:
-        feature = n * (la * da) ** 2 / 2 + n * la * da * da
-        per_block = max(1, block_bytes // (n * n * itemsize))
-        nb = math.ceil(la / per_block)
-        gram = n * n * sum_da * (nb + 1) / 2 + n * n * la * (la + 1) / 2
-    else:
-        feature = n * (la * da) * (lb * dbw) + n * (la * da * da + lb * dbw * dbw)
-        per_block = max(1, block_bytes // (n * n * itemsize))
-        b_recompute = 1 if lb <= per_block else math.ceil(la / per_block)
-        gram = n * n * (sum_da + sum_db * b_recompute) + n * n * la * lb
-    return feature, gram
-
-
-def cka_linear_matrix(
-    layers_a: Any,
-    layers_b: Any = None,
-    *,
-    dtype: Any = None,
-    method: Method = "auto",
-    block_bytes: int = _DEFAULT_BLOCK_BYTES,
-) -> np.ndarray:
-    r"""All-pairs linear CKA between the layers of one or two models, computed in a batched pass.
-
-    Shapes: ``layers_a`` is a stacked ``(L_a, n, d)`` array or a sequence of ``L_a`` arrays of shape
-    ``(n, d_i)``; ``layers_b`` likewise (``L_b`` layers) or ``None`` for the symmetric self-similarity matrix of
-    ``layers_a``.  All layers share the same ``n`` sentences (rows).  Returns a float64 numpy array of shape
-    ``(L_a, L_b)`` whose entry ``[i, j]`` is :func:`cka_linear` ``(layers_a[i], layers_b[j])``.
-
-    Formula: as :func:`cka_linear`,
-    :math:`\lVert Y_c^\top X_c\rVert_F^2 / (\lVert X_c^\top X_c\rVert_F \lVert Y_c^\top Y_c\rVert_F)`.
-    Invariances: per entry, those of :func:`cka_linear`; the self matrix is symmetric with a unit diagonal.
-
-    Two batched paths, never a Python loop over pairs:
-
-    * ``"gram"``: each layer's centred Gram matrix :math:`X_c X_c^\top` is computed once, flattened and
-      divided by its Frobenius norm; the whole matrix is then one matmul of the stacked ``(L_a, n^2)`` by
-      ``(n^2, L_b)`` rows.  Cost about :math:`n^2 \sum_i d_i + L_a L_b n^2`.
-    * ``"feature"``: the centred layers are laid side by side in one ``(n, L d)`` matrix (narrower layers are
-      zero-padded, which changes no Frobenius norm), and ``Z_a^T Z_b`` yields every cross-covariance
-      :math:`X_a^\top X_b` as a block; the squared Frobenius norm of each block is the numerator.  Cost about
-      :math:`n L_a L_b d_a d_b` (half that for the self matrix).
-    * ``"auto"`` (default) picks the one with fewer multiply-adds.  Because the Gram matrices are shared by
-      all pairs, the Gram path usually wins for whole matrices even when ``n > d`` (e.g. 33 layers,
-      ``n = 6000``, ``d = 640``), unlike the single-pair :func:`cka_linear`.
-
-    Memory: work is tiled so that one block of Gram matrices (or one cross-covariance tile) takes at most
-    about ``block_bytes`` (default 4 GiB; peak extra memory is about twice that, plus the centred copy of the
-    layers on the feature path).  When the Gram matrices of all layers do not fit, some are recomputed.
-
-    Raises :class:`ReprtoolsError` for NaN/inf, a constant layer (named by index), mismatched ``n`` or ``n < 2``.
-
-    Reference: Kornblith, Norouzi, Lee & Hinton (2019), "Similarity of Neural Network Representations
-    Revisited", ICML (layer x layer CKA heat maps, Fig. 2-5).
-    """
-    _check_method(method)
-    la_list = _layer_tensors(layers_a, "layers_a")
-    lb_list = None if layers_b is None else _layer_tensors(layers_b, "layers_b")
-    everything = la_list + (lb_list or [])
-    n = la_list[0].shape[0]
-    for name, lst in (("layers_a", la_list), ("layers_b", lb_list or [])):
-        for i, t in enumerate(lst):
-            if t.shape[0] != n:
-                raise ReprtoolsError(
-                    f"{name}[{i}] has {t.shape[0]} rows but layers_a[0] has {n}; every layer must hold the same "
-                    "sentences in the same order"
-                )
-    if n < 2:
-        raise ReprtoolsError(f"the layers have {n} row(s); CKA needs at least 2 sentences")
-    if not (isinstance(block_bytes, int) and block_bytes > 0):
-        raise ReprtoolsError(f"block_bytes={block_bytes!r} must be a positive integer number of bytes")
-    device = _pick_device(everything)
-    cdtype = _resolve_dtype(dtype, device, everything)
-    itemsize = torch.empty((), dtype=cdtype).element_size()
-
-    symmetric = lb_list is None
-    side_b = la_list if symmetric else lb_list
-    la, lb = len(la_list), len(side_b)
-    wa = max(t.shape[1] for t in la_list)
-    wb = max(t.shape[1] for t in side_b)
-    form = method
-    if method == "auto":
-        feature_cost, gram_cost = _matrix_costs(
-            n, wa, wb, la, lb, sum(t.shape[1] for t in la_list), sum(t.shape[1] for t in side_b),
-            symmetric, itemsize, block_bytes,
-        )
-        form = "feature" if feature_cost <= gram_cost else "gram"
-
-    if form == "gram":
-        out = _matrix_gram(la_list, side_b, symmetric, n, device, cdtype, itemsize, block_bytes)
-    else:
-        out = _matrix_feature(la_list, side_b, symmetric, n, wa, wb, device, cdtype, itemsize, block_bytes)
-    return out.to(device="cpu", dtype=torch.float64).numpy()
-
-
-def _dot_rows(ga: torch.Tensor, gb: torch.Tensor, chunk: int = 1 << 20) -> torch.Tensor:
-    """``ga @ gb.T`` over the n^2-long rows, accumulated in float64 one chunk of columns at a time."""
-    if ga.dtype == _F64:
-        return ga @ gb.T
-    out = torch.zeros(ga.shape[0], gb.shape[0], device=ga.device, dtype=_F64)
-    for s in range(0, ga.shape[1], chunk):
-        a = ga[:, s : s + chunk].to(_F64)
-        b = a if gb is ga else gb[:, s : s + chunk].to(_F64)
-        out += a @ b.T
-    return out
-
-
-def _matrix_gram(la_list, lb_list, symmetric, n, device, dtype, itemsize, block_bytes) -> torch.Tensor:
-    per_block = max(1, block_bytes // (n * n * itemsize))
-    side_a = _GramSide(la_list, "layers_a", n, device, dtype)
-    side_b = side_a if symmetric else _GramSide(lb_list, "layers_b", n, device, dtype)
-    la, lb = len(la_list), len(lb_list)
-    out = torch.empty(la, lb, device=device, dtype=_F64)
-    blocks_a = _blocks(la, per_block)
-    blocks_b = _blocks(lb, per_block)
-    if symmetric:
-        for bi, ia in enumerate(blocks_a):
-            ga = side_a.rows(ia)
-            for ib in blocks_a[bi:]:
-                gb = ga if ib == ia else side_a.rows(ib)
-                tile = _dot_rows(ga, gb)
-                out[ia.start : ia.stop, ib.start : ib.stop] = tile
-                out[ib.start : ib.stop, ia.start : ia.stop] = tile.T
-        return out
-    gb_all = side_b.rows(range(lb)) if len(blocks_b) == 1 else None
-    for ia in blocks_a:
-        ga = side_a.rows(ia)
-        for ib in blocks_b:
-            gb = gb_all if gb_all is not None else side_b.rows(ib)
-            out[ia.start : ia.stop, ib.start : ib.stop] = _dot_rows(ga, gb)
-    return out
-
-
-def _matrix_feature(la_list, lb_list, symmetric, n, wa, wb, device, dtype, itemsize, block_bytes) -> torch.Tensor:
-    za, wa = _feature_stack(la_list, "layers_a", n, device, dtype)
-    zb, wb = (za, wa) if symmetric else _feature_stack(lb_list, "layers_b", n, device, dtype)
-    la, lb = len(la_list), len(lb_list)
-    per_block = max(1, math.isqrt(max(1, block_bytes // (wa * wb * itemsize))))
-    num = torch.empty(la, lb, device=device, dtype=_F64)
-    blocks_a = _blocks(la, per_block)
-    if symmetric:
-        for bi, ia in enumerate(blocks_a):
-            for ib in blocks_a[bi:]:
-                tile = _cross_tile(za, wa, ia, za, wa, ib)
-                num[ia.start : ia.stop, ib.start : ib.stop] = tile
-                num[ib.start : ib.stop, ia.start : ia.stop] = tile.T
-        norm_a = norm_b = num.diagonal().sqrt()
-    else:
-        for ia in blocks_a:
-            for ib in _blocks(lb, per_block):
-                num[ia.start : ia.stop, ib.start : ib.stop] = _cross_tile(za, wa, ia, zb, wb, ib)
-        norm_a = _self_norms_feature(za, wa, la, max(1, block_bytes // (wa * wa * itemsize)))
-        norm_b = _self_norms_feature(zb, wb, lb, max(1, block_bytes // (wb * wb * itemsize)))
-    for name, norms in (("layers_a", norm_a), ("layers_b", norm_b)):
-        bad = ~(torch.isfinite(norms) & (norms > 0))
-        if bool(bad.any()):
-            i = int(bad.nonzero()[0, 0])
-            raise ReprtoolsError(
-                f"{name}[{i}]: the covariance norm is {float(norms[i])} (under/overflow); rescale the input or "
-                "pass dtype=torch.float64"
-            )
-    return num / (norm_a[:, None] * norm_b[None, :])
+        return getattr(cka_matrix, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
