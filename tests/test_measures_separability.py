@@ -200,6 +200,65 @@ def test_probe_needs_n_splits_per_language(rng):
         probe_accuracy(X, labels, n_splits=1)
 
 
+def test_sentence_folds_balanced_stable_and_seeded():
+    from reprtools.measures.separability import _sentence_folds
+
+    ids = np.arange(103, dtype=np.uint64)
+    folds = _sentence_folds(ids, 5, seed=0)
+    for b in range(20):  # every full block of 5 consecutive ids meets every fold once
+        assert sorted(folds[5 * b : 5 * b + 5].tolist()) == [0, 1, 2, 3, 4]
+    assert abs(np.bincount(folds).max() - np.bincount(folds).min()) <= 1
+    keep = np.delete(ids, [0, 7, 8, 50, 102])  # deleting sentences leaves every other sentence in its fold
+    sub = _sentence_folds(keep, 5, seed=0)
+    same = {(a, b) for a, b in zip(sub.tolist(), folds[keep.astype(int)].tolist())}
+    assert len(same) == 5 and len({a for a, _ in same}) == 5  # a relabelling at most, never a new split
+    assert not np.array_equal(_sentence_folds(ids, 5, seed=1), folds)
+
+
+def ref_grouped_probe(X, codes, folds):
+    """Pooled accuracy of the same pipeline, fold by fold with an explicit loop."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    correct = 0
+    for f in np.unique(folds):
+        test = folds == f
+        model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(X[~test], codes[~test])
+        correct += int((model.predict(X[test]) == codes[test]).sum())
+    return correct / len(codes)
+
+
+def test_probe_with_sentence_groups(rng):
+    from reprtools.measures.separability import _sentence_folds
+
+    n = 30
+    content = rng.normal(size=(n, 6))
+    reps = {lang: content + rng.normal(size=(n, 6)) + 0.8 * np.eye(6)[k] for k, lang in enumerate("abc")}
+    X, labels = from_language_dict(reps)
+    codes = np.unique(labels, return_inverse=True)[1]
+    ids = np.tile(np.arange(n), 3)
+    folds = _sentence_folds(ids.astype(np.uint64), 5, seed=2)
+    for i in range(n):  # the translations of a sentence share its fold
+        assert len(set(folds[ids == i].tolist())) == 1
+    expected = ref_grouped_probe(X, codes, folds)
+    assert probe_accuracy(X, labels, groups=ids, seed=2) == pytest.approx(expected, abs=1e-12)
+    assert probe_accuracy(reps, groups=np.arange(n), seed=2) == pytest.approx(expected, abs=1e-12)  # (n,) tiled
+    assert probe_accuracy(reps, groups=torch.arange(n), seed=2) == pytest.approx(expected, abs=1e-12)
+
+
+def test_probe_groups_errors(rng):
+    reps = blobs(rng, n=10, d=4)
+    for bad, match in ((np.arange(10.0), "integer"), (np.arange(7), "one sentence id"), (-np.arange(10), "negative"),
+                       (np.zeros((10, 3), dtype=int), "1-D")):
+        with pytest.raises(ReprtoolsError, match=match):
+            probe_accuracy(reps, groups=bad)
+    X = np.concatenate([reps["en"], reps["hi"]])
+    labels = np.repeat(["en", "hi"], 10)
+    with pytest.raises(ReprtoolsError, match="lacks a language"):  # non-parallel ids: each fold one language
+        probe_accuracy(X, labels, groups=np.repeat([0, 1], 10), n_splits=2)
+
+
 def test_collapsed_languages(rng):
     X = np.repeat(np.array([[1.0, 0.0], [0.0, 1.0]]), 5, axis=0)
     labels = np.repeat(["en", "hi"], 5)

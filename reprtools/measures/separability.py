@@ -22,7 +22,7 @@ import torch
 from scipy.spatial.distance import pdist
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import davies_bouldin_score, silhouette_score
-from sklearn.model_selection import StratifiedKFold, cross_val_score
+from sklearn.model_selection import PredefinedSplit, StratifiedKFold, cross_val_predict, cross_val_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
@@ -135,24 +135,40 @@ def probe_accuracy(
     C: float = 1.0,
     max_iter: int = 1000,
     n_jobs: int | None = None,
+    groups: Any = None,
 ) -> float:
     r"""Cross-validated accuracy of a logistic-regression language-ID probe (linear separability).
 
     Shapes: ``X`` ``(N, d)`` and ``labels`` ``(N,)``, or a dict ``{lang: (n_lang, d)}``.
 
     Method: a pipeline of :class:`~sklearn.preprocessing.StandardScaler` (fit on each training fold only) and
-    multinomial :class:`~sklearn.linear_model.LogisticRegression` (L2, inverse strength ``C``), scored by
-    :func:`~sklearn.model_selection.cross_val_score` over a shuffled
-    :class:`~sklearn.model_selection.StratifiedKFold` with ``n_splits`` folds and ``random_state=seed``.
-    Returns the mean test-fold accuracy in ``[0, 1]``; chance is the majority-language share (``1/C`` for
-    balanced languages).  Higher = more separable.  Deterministic for a given ``seed``.
+    multinomial :class:`~sklearn.linear_model.LogisticRegression` (L2, inverse strength ``C``).  Higher = more
+    separable; chance is the majority-language share (``1/C`` for balanced languages).  Deterministic for a
+    given ``seed``.  Folds:
+
+    * ``groups=None``: a shuffled :class:`~sklearn.model_selection.StratifiedKFold` with ``n_splits`` folds
+      and ``random_state=seed``; the score is the mean test-fold accuracy
+      (:func:`~sklearn.model_selection.cross_val_score`).
+    * ``groups``: integer sentence ids, one per row (``(N,)``; for a dict of languages with equal sizes also
+      ``(n,)``, the id of row ``i`` in every language).  All rows of one sentence -- its translations -- share a
+      fold, so the probe is never tested on a sentence it saw in another language.  Ids are dealt to folds in
+      blocks of ``n_splits`` consecutive ids, each block in a seeded random order: folds are balanced to
+      within one sentence per block, and a sentence's fold depends only on its id and ``seed``, not on which
+      other sentences are present.  That stability is what the jackknife needs
+      (:mod:`reprtools.measures.resampling`; pass ``np.arange(n)`` as one of the resampled arrays and use it
+      here): a replicate then differs from the full data only by the deleted sentences, not also by a new
+      random split, whose noise the jackknife variance would multiply by ``g - 1``.  The score is the accuracy
+      over all rows, each predicted by the probe trained without its fold
+      (:func:`~sklearn.model_selection.cross_val_predict` over a
+      :class:`~sklearn.model_selection.PredefinedSplit`).
 
     Invariances: any invertible per-feature affine map (standardisation undoes it) and relabelling the
     languages; approximately invariant to rotations (the L2 penalty is rotation-invariant, standardisation is
     not).
 
-    Raises :class:`ReprtoolsError` for fewer than 2 languages, or a language with fewer than ``n_splits``
-    sentences (stratified folds need one per fold: pass a smaller ``n_splits`` or add sentences).
+    Raises :class:`ReprtoolsError` for fewer than 2 languages, a language with fewer than ``n_splits``
+    sentences (pass a smaller ``n_splits`` or add sentences), bad ``groups``, or grouped folds whose training
+    part lacks a language.
 
     References: Alain & Bengio (2017), "Understanding intermediate layers using linear classifier probes",
     ICLR workshop; cross-validation: Stone (1974), J. R. Stat. Soc. B 36.
@@ -160,6 +176,7 @@ def probe_accuracy(
     if not (isinstance(n_splits, (int, np.integer)) and n_splits >= 2):
         raise ReprtoolsError(f"n_splits={n_splits!r} must be an integer >= 2")
     x, codes, _ = _labelled(X, labels, torch.float64)
+    sizes = [int(v.shape[0]) for v in X.values()] if isinstance(X, Mapping) else None  # validated 2-D above
     counts = np.bincount(codes)
     if counts.min() < n_splits:
         raise ReprtoolsError(
@@ -167,9 +184,56 @@ def probe_accuracy(
             f"n_splits<={counts.min()} or give every language at least {n_splits} sentences"
         )
     probe = make_pipeline(StandardScaler(), LogisticRegression(C=C, max_iter=max_iter))
-    folds = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed)
-    scores = cross_val_score(probe, _numpy64(x), codes, cv=folds, scoring="accuracy", n_jobs=n_jobs)
-    return float(np.mean(scores))
+    if groups is None:
+        folds = StratifiedKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+        scores = cross_val_score(probe, _numpy64(x), codes, cv=folds, scoring="accuracy", n_jobs=n_jobs)
+        return float(np.mean(scores))
+    test_fold = _sentence_folds(_group_ids(groups, len(codes), sizes), n_splits, seed)
+    for f in np.unique(test_fold):
+        if len(np.unique(codes[test_fold != f])) < len(counts):
+            raise ReprtoolsError(
+                f"with groups, the training part of fold {f} lacks a language; give every language the same "
+                "sentences (parallel rows) or pass groups=None"
+            )
+    pred = cross_val_predict(probe, _numpy64(x), codes, cv=PredefinedSplit(test_fold), n_jobs=n_jobs)
+    return float(np.mean(pred == codes))
+
+
+def _group_ids(groups: Any, n_rows: int, sizes: list[int] | None) -> np.ndarray:
+    """Validated integer sentence ids, one per row; ``(n,)`` ids are repeated for every language of a dict."""
+    if isinstance(groups, torch.Tensor):
+        groups = groups.detach().cpu().numpy()
+    ids = np.asarray(groups)
+    if ids.ndim != 1 or not np.issubdtype(ids.dtype, np.integer):
+        raise ReprtoolsError(f"groups must be a 1-D array of integer sentence ids; got shape {ids.shape}, {ids.dtype}")
+    if sizes and len(set(sizes)) == 1 and len(ids) == sizes[0] and len(ids) != n_rows:
+        ids = np.tile(ids, len(sizes))
+    if len(ids) != n_rows:
+        raise ReprtoolsError(f"groups has {len(ids)} ids but there are {n_rows} rows; give one sentence id per row")
+    if ids.min() < 0:
+        raise ReprtoolsError("groups holds a negative id; use sentence indices 0, 1, 2, ...")
+    return ids.astype(np.uint64)
+
+
+def _mix64(z: np.ndarray) -> np.ndarray:
+    """SplitMix64's finaliser (Steele, Lea & Flood, 2014, OOPSLA): a fixed, well-mixed hash of uint64 keys."""
+    with np.errstate(over="ignore"):
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return z ^ (z >> np.uint64(31))
+
+
+def _sentence_folds(ids: np.ndarray, n_splits: int, seed: int) -> np.ndarray:
+    """Fold of each id: ids ``b*k .. b*k+k-1`` (``k = n_splits``) go to the ``k`` folds in the order of their
+    seeded hash keys, so the fold of an id depends only on the id and ``seed``; returns folds renumbered
+    0..F-1 over the folds present."""
+    k = np.uint64(n_splits)
+    members = (ids // k)[:, None] * k + np.arange(n_splits, dtype=np.uint64)[None, :]  # each id's block
+    with np.errstate(over="ignore"):
+        keys = _mix64(members + _mix64(np.uint64(seed & 0xFFFFFFFFFFFFFFFF) + np.uint64(0x9E3779B97F4A7C15)))
+    own = keys[np.arange(len(ids)), (ids % k).astype(np.int64)]
+    fold = (keys < own[:, None]).sum(axis=1)
+    return np.unique(fold, return_inverse=True)[1].reshape(-1)
 
 
 def davies_bouldin(X: ArrayLike | Mapping, labels: Any = None) -> float:
