@@ -1,22 +1,36 @@
 """Pure measures of how representations differ: plain functions on ``(n, d)`` arrays, no models or files.
 
-Paired measures compare two representations of the same sentences (e.g. base model vs adapted checkpoint);
-cross-lingual measures compare parallel sentences in two languages; separability measures score how well
-several languages separate in one representation.  Inputs are numpy arrays or torch tensors (any device);
-scalar measures return Python floats.  Degenerate input raises :class:`reprtools.errors.ReprtoolsError`.
+* shift and checkpoint comparisons, rows = the same sentences: :func:`cka_linear`, :func:`cka_linear_debiased`,
+  :func:`cka_rbf`, :func:`cosine_shift`, and the batched layer x layer :func:`cka_linear_matrix` (biased or
+  debiased);
+* cross-lingual, row ``i`` of ``XA`` translates row ``i`` of ``XB``: :func:`cosine_parallel`,
+  :func:`cosine_nonparallel`, :func:`cosine_gap`, :func:`retrieval_top1` (chance :func:`retrieval_chance`), and
+  the CKAs;
+* separability of several languages in one representation, ``f(X, labels)`` or ``f({lang: X_lang})``:
+  :func:`silhouette`, :func:`probe_accuracy`, :func:`davies_bouldin` (lower = more separable),
+  :func:`fisher_ratio`;
+* intervals (:mod:`reprtools.measures.resampling`): one set of resampled sentences shared by every language
+  and model -- :class:`Resampler`, :func:`interval`, the scheme of each measure in :data:`INTERVAL_SCHEME`.
 
-The registries map a measure's name to its function (read-only):
-
-* :data:`PAIRED_MEASURES` -- ``f(X_base, X_ckpt) -> float``, rows = the same sentences;
-* :data:`CROSS_LINGUAL` -- ``f(XA, XB) -> float``, row ``i`` of ``XA`` translates row ``i`` of ``XB``;
-* :data:`SEPARABILITY` -- ``f(X, labels) -> float`` (or ``f({lang: X_lang})``); for ``davies_bouldin`` lower
-  means more separable, for the others higher does (see :data:`LOWER_IS_MORE_SEPARABLE`).
+Inputs are numpy arrays or torch tensors (any device); scalar measures return Python floats.  Degenerate input
+raises :class:`reprtools.errors.ReprtoolsError`.  Which name a results table uses for each measure, its
+direction and bounds live in :mod:`reprtools.results`.
 """
 
-from types import MappingProxyType
-
-from reprtools.measures.bootstrap import BootstrapResult, bootstrap_ci
-from reprtools.measures.cka import cka_linear, cka_linear_debiased, cka_linear_matrix, cka_rbf
+from reprtools.measures.cka import cka_linear, cka_linear_debiased, cka_rbf
+from reprtools.measures.cka_matrix import cka_linear_matrix
+from reprtools.measures.resampling import (
+    INTERVAL_SCHEME,
+    SCHEMES,
+    Interval,
+    Resampler,
+    bootstrap_interval,
+    interval,
+    jackknife_interval,
+    scheme_for,
+    shared_bootstrap,
+    shared_jackknife,
+)
 from reprtools.measures.separability import (
     davies_bouldin,
     fisher_ratio,
@@ -24,53 +38,39 @@ from reprtools.measures.separability import (
     probe_accuracy,
     silhouette,
 )
-from reprtools.measures.similarity import cosine_base, cosine_parallel, retrieval_top1
-
-PAIRED_MEASURES = MappingProxyType(
-    {
-        "cka_linear": cka_linear,
-        "cka_linear_debiased": cka_linear_debiased,
-        "cka_rbf": cka_rbf,
-        "cosine_base": cosine_base,
-    }
+from reprtools.measures.similarity import (
+    cosine_gap,
+    cosine_nonparallel,
+    cosine_parallel,
+    cosine_shift,
+    retrieval_chance,
+    retrieval_top1,
 )
-
-CROSS_LINGUAL = MappingProxyType(
-    {
-        "cosine_parallel": cosine_parallel,
-        "retrieval_top1": retrieval_top1,
-        "cka_linear": cka_linear,
-    }
-)
-
-SEPARABILITY = MappingProxyType(
-    {
-        "silhouette": silhouette,
-        "probe_accuracy": probe_accuracy,
-        "davies_bouldin": davies_bouldin,
-        "fisher_ratio": fisher_ratio,
-    }
-)
-
-LOWER_IS_MORE_SEPARABLE = frozenset({"davies_bouldin"})
 
 __all__ = [
-    "BootstrapResult",
-    "CROSS_LINGUAL",
-    "LOWER_IS_MORE_SEPARABLE",
-    "PAIRED_MEASURES",
-    "SEPARABILITY",
-    "bootstrap_ci",
+    "INTERVAL_SCHEME",
+    "Interval",
+    "Resampler",
+    "SCHEMES",
+    "bootstrap_interval",
     "cka_linear",
     "cka_linear_debiased",
     "cka_linear_matrix",
     "cka_rbf",
-    "cosine_base",
+    "cosine_gap",
+    "cosine_nonparallel",
     "cosine_parallel",
+    "cosine_shift",
     "davies_bouldin",
     "fisher_ratio",
     "from_language_dict",
+    "interval",
+    "jackknife_interval",
     "probe_accuracy",
+    "retrieval_chance",
     "retrieval_top1",
+    "scheme_for",
+    "shared_bootstrap",
+    "shared_jackknife",
     "silhouette",
 ]
