@@ -174,7 +174,7 @@ def test_every_array_gets_the_same_rows(rng):
         np.testing.assert_array_equal(got, idx)
 
 
-def test_value_is_reused_and_n_boot_zero_turns_intervals_off(rng):
+def test_value_is_reused_and_n_boot_zero_turns_the_bootstrap_off(rng):
     X, Y = rng.normal(size=(40, 4)), rng.normal(size=(40, 4))
     calls = []
 
@@ -185,13 +185,14 @@ def test_value_is_reused_and_n_boot_zero_turns_intervals_off(rng):
     resampler = Resampler(40, n_boot=30, groups=8, seed=0)
     got = resampler.interval("cosine_gap", counted, X, Y, value=cosine_gap(X, Y))
     assert len(calls) == 8 and got.value == cosine_gap(X, Y)
-    off = Resampler(40, n_boot=0)
-    for name in ("cosine_gap", "cosine_parallel"):
-        calls.clear()
-        value, low, high = off.interval(name, counted, X, Y)
-        assert value == cosine_gap(X, Y) and math.isnan(low) and math.isnan(high) and len(calls) == 1
-    assert not off.enabled and resampler.enabled
-    assert interval(cosine_gap, X, Y, n_boot=0)[0] == cosine_gap(X, Y)
+    no_boot = Resampler(40, n_boot=0, groups=8, seed=0)
+    calls.clear()
+    value, low, high = no_boot.interval("cosine_parallel", counted, X, Y)
+    assert value == cosine_gap(X, Y) and math.isnan(low) and math.isnan(high) and len(calls) == 1
+    assert no_boot.interval("cosine_gap", cosine_gap, X, Y) == resampler.interval("cosine_gap", cosine_gap, X, Y)
+    assert resampler.scheme("cosine_parallel") == "bootstrap" and resampler.scheme("dissimilarity") == "jackknife"
+    assert math.isnan(interval(cosine_shift, X, Y, n_boot=0).low)
+    assert not math.isnan(interval(cosine_gap, X, Y, n_boot=0).low)
 
 
 def test_array_valued_measure_gives_elementwise_intervals(rng):

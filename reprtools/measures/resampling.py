@@ -270,9 +270,10 @@ class Resampler:
     :func:`shared_jackknife`).  Make it once per sentence set and call :meth:`interval` for every measure,
     language and model: all of them then use the same replicates.
 
-    ``n_boot=0`` turns intervals off for *both* schemes (``interval`` returns the value with NaN bounds and
-    evaluates nothing else), so one setting -- the probe's ``--bootstrap 0`` -- means "no intervals".
-    ``max_fail_frac``: see :meth:`replicates`.
+    ``n_boot=0`` turns the bootstrap off: measures of the bootstrap scheme get the value with NaN bounds
+    (nothing else is evaluated); the jackknife, whose cost does not depend on ``n_boot``, still runs.  For no
+    intervals at all, do not call :meth:`interval` (call the measure).  ``max_fail_frac``: see
+    :meth:`replicates`.
     """
 
     def __init__(self, n: int, n_boot: int = 200, groups: int = 20, seed: int = 0, *, max_fail_frac: float = 0.1):
@@ -285,13 +286,13 @@ class Resampler:
         self.jackknife: list[np.ndarray] = shared_jackknife(self.n, groups, seed)
         self.groups = len(self.jackknife)
 
-    @property
-    def enabled(self) -> bool:
-        """Whether intervals are computed at all (``n_boot > 0``)."""
-        return self.n_boot > 0
-
     def __repr__(self) -> str:
         return f"Resampler(n={self.n}, n_boot={self.n_boot}, groups={self.groups}, seed={self.seed!r})"
+
+    def scheme(self, measure: str) -> str:
+        """``"bootstrap"`` or ``"jackknife"``: the scheme :meth:`interval` uses for ``measure``
+        (:func:`scheme_for`), e.g. for the ``interval`` column of a results table."""
+        return scheme_for(measure)
 
     def indices(self, scheme: str) -> Sequence[np.ndarray]:
         """The index sets of ``scheme`` (a scheme or measure name, see :func:`scheme_for`)."""
@@ -359,7 +360,7 @@ class Resampler:
         what = getattr(fn, "__name__", repr(fn))
         self._check_rows(arrays)
         full = _number(fn(*arrays) if value is None else value, what)
-        if not self.enabled:
+        if scheme_for(measure) == "bootstrap" and self.n_boot == 0:
             nan = np.full(full.shape, np.nan)
             return Interval(_out(full), _out(nan), _out(nan))
         reps = self.replicates(measure, fn, *arrays)
@@ -389,8 +390,8 @@ def interval(
     :data:`INTERVAL_SCHEME`.  For separability, pass the languages as one dict ``{lang: (n, d)}`` (or one array
     per language and an ``fn`` that stacks them): row ``i`` of every language is sentence ``i``, every
     replicate keeps the same sentences in each language, so no stratification by language is needed.
-    ``n_boot=0`` returns the value with a NaN interval.  When computing many numbers on one sentence set, make
-    one :class:`Resampler` instead.
+    ``n_boot=0``: a bootstrap-scheme measure gets the value with a NaN interval (the jackknife still runs).
+    When computing many numbers on one sentence set, make one :class:`Resampler` instead.
     """
     if not arrays:
         raise ReprtoolsError("interval needs at least one array to resample")
