@@ -141,7 +141,7 @@ def shared_jackknife(n: int, groups: int = 20, seed: int = 0) -> list[np.ndarray
     (``g`` evaluations per number) and the degrees of freedom of the interval (``g - 1``); ``g = n`` is the
     classical delete-one jackknife.  Grouping: Shao & Tu (1995), ch. 5; the delete-``d`` jackknife with
     ``d = n/g`` sentences per group is consistent even for non-smooth statistics such as sample quantiles when
-    ``d/sqrt(n)`` grows (Shao & Wu, 1989), which covers top-1 retrieval and the argmax inside a probe.
+    ``d/sqrt(n)`` grows (Shao & Wu, 1989) -- the kind of statistic top-1 retrieval and a probe's argmax are.
     """
     n, groups = _count(n, "n", 2), _count(groups, "groups", 2)
     g = min(groups, n)
