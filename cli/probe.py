@@ -7,12 +7,14 @@ import click
 
 @click.command()
 @click.argument("checkpoints", nargs=-1, required=True)
-@click.option("--langs", "-l", default="en,hi,bn", show_default=True, help="Comma-separated ISO 639-1 codes.")
+@click.option("--langs", "-l", default="en,hi,bn", show_default=True,
+              help="Comma-separated ISO 639 codes (en, hi, swh, yo, ...).")
 @click.option("--data", "-d", default="demo", show_default=True,
               help="Parallel sentences: demo | flores200:DIR | text:DIR (one LANG.txt per language).")
 @click.option("--max-sentences", "-n", default=None, type=int, help="Use the first N sentences per language.")
-@click.option("--pool", default="mean", show_default=True, metavar="mean|last",
-              help="Mean over real tokens, or the last real token.")
+@click.option("--pool", default="mean", show_default=True, metavar="mean|mean-all|last",
+              help="mean: over the sentence's own tokens (no BOS/EOS, no padding); mean-all: BOS/EOS included; "
+                   "last: the last real token.")
 @click.option("--output-dir", "-o", default=None, help="Where to write [default: FIRST_CHECKPOINT/probe].")
 @click.option("--device", default="auto", show_default=True, help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N, mps.")
 @click.option("--batch-size", "-b", default=16, show_default=True, type=int, help="Sentences per forward pass.")
@@ -20,8 +22,9 @@ import click
               help="Model dtype (auto: bf16 on a GPU that supports it, else float32); pooling is always float32.")
 @click.option("--max-length", default=256, show_default=True, type=int, help="Maximum tokens per sentence.")
 @click.option("--bootstrap", default=0, show_default=True, type=int,
-              help="Bootstrap resamples over sentences for a confidence interval on every number (0: none).")
-@click.option("--seed", default=0, show_default=True, type=int, help="Seed for the bootstrap and the probe's folds.")
+              help="Intervals on every number (0: none): N paired bootstrap resamples for per-sentence means, a "
+                   "20-group sentence jackknife for the rest.")
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed for the resampling.")
 @click.option("--no-figures", is_flag=True, help="Write metrics and representations only.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
 def probe(checkpoints, no_figures: bool, quiet: bool, **options) -> None:
@@ -34,10 +37,11 @@ def probe(checkpoints, no_figures: bool, quiet: bool, **options) -> None:
     click.echo(
         f"reprtools: probed base + {len(summary['checkpoints'])} checkpoint(s), {summary['layers']} layers, "
         f"{len(summary['langs'])} languages x {summary['data']['sentences_per_lang']} sentences; "
-        f"{len(result.rows)} numbers in {result.metrics_csv}"
+        f"{len(result.metrics)} numbers in {result.metrics_csv}"
     )
+    estimator = summary["cka_estimator"].replace("_", " ")
     for name, value in summary["mean_cka_to_base"].items():
-        click.echo(f"reprtools:   {name}: mean linear CKA to the base {value:.4f}")
+        click.echo(f"reprtools:   {name}: mean {estimator} to the base {value:.4f}")
     if result.figures:
         click.echo(f"reprtools: figures and tables in {result.output_dir / 'figures'}, {result.output_dir / 'tables'}")
 
