@@ -128,9 +128,15 @@ def parse_langs(langs: str | Iterable[str]) -> list[str]:
     return result
 
 
+#: Names the multilingual-NLP literature (TyDiQA, FLORES-200, XNLI papers) uses where CLDR's differs.
+_LITERATURE_NAMES = {"bn": "Bengali"}
+
+
 def language_name(code: str) -> str:
-    """English name of a language (``"hi"`` -> ``"Hindi"``), from CLDR via ``langcodes``."""
-    return langcodes.Language.get(check_lang(code)).display_name()
+    """English name of a language (``"hi"`` -> ``"Hindi"``), from CLDR via ``langcodes``, except where the
+    datasets and papers of the field use another (CLDR's "Bangla" is "Bengali" there)."""
+    code = check_lang(code)
+    return _LITERATURE_NAMES.get(code) or langcodes.Language.get(code).display_name()
 
 
 def flores_code(code: str) -> str:
