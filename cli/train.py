@@ -12,7 +12,7 @@ import click
               help="Built-in name (gemma-3-270m, tiny-llama, tiny-gemma, tiny-qwen, tiny-mistral), model directory, .gguf file or hub id.")
 @click.option("--data", "-d", default="demo", show_default=True,
               help="demo | tydiqa:DIR | xnli:DIR | jsonl:FILE (or FILE.jsonl) | hf:tydiqa | hf:xnli.")
-@click.option("--lang", "-l", default="hi", show_default=True, help="Target language mixed into English (ISO 639-1).")
+@click.option("--lang", "-l", default="hi", show_default=True, help="Target language mixed into English (ISO 639 code or name: hi, swh, Yoruba).")
 @click.option("--ratio", default=0.1, show_default=True, type=float,
               help="Share of target-language examples in [0, 1] (the study: 0, 0.01, 0.1, 0.5).")
 @click.option("--num-examples", "-n", default=None, type=int,

@@ -44,7 +44,7 @@ def measure_function(name: str) -> Callable:
     """The array function behind a metric of :data:`reprtools.results.MEASURES`."""
     from reprtools import measures
 
-    return getattr(measures, {"cosine_same_sentence": "cosine_shift"}.get(name, name))
+    return getattr(measures, name)
 
 
 def _stack_langs(arrays: Sequence[np.ndarray], per: int) -> list[np.ndarray]:

@@ -99,7 +99,7 @@ def _output_dir(opts: ProbeOptions, first) -> Path:
 def probe(opts: ProbeOptions) -> ProbeResult:
     """Collect representations, compute metrics, write outputs (see the module docstring)."""
     from reprtools.capture import resolve_device
-    from reprtools.checkpoints import read_checkpoints
+    from reprtools.checkpoints import read_checkpoints, seed_groups
     from reprtools.data import load_parallel
     from reprtools.languages import parse_langs
     from reprtools.models import fingerprint, load_tokenizer, resolve_model
@@ -136,6 +136,7 @@ def probe(opts: ProbeOptions) -> ProbeResult:
         "base_model": {"name_or_path": checkpoints[0].base, "fingerprint_sha256": model_fp},
         "checkpoints": [{"name": ck.name, "method": ck.method, "seed": ck.seed, "path": str(ck.path)}
                         for ck in checkpoints],
+        "seed_groups": {m: [ck.name for ck in members] for m, members in seed_groups(checkpoints).items()},
         "langs": langs, "data": {"spec": opts.data, "sentences_per_lang": n, "sha256": _sentences_sha(sentences)},
         "pool": opts.pool, "dtype": dtype_name, "device": str(device), "base_weight_loads": loads,
         "options": asdict(opts),

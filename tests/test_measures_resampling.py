@@ -22,7 +22,7 @@ from reprtools.measures import (
     cosine_gap,
     cosine_nonparallel,
     cosine_parallel,
-    cosine_shift,
+    cosine_same_sentence,
     davies_bouldin,
     fisher_ratio,
     interval,
@@ -143,7 +143,7 @@ def test_interval_formula_errors():
 
 def test_registry_bootstraps_only_plain_means():
     assert {k for k, v in INTERVAL_SCHEME.items() if v == "bootstrap"} == {
-        "cosine_shift", "cosine_same_sentence", "cosine_parallel"}
+        "cosine_same_sentence", "cosine_same_sentence", "cosine_parallel"}
     assert set(INTERVAL_SCHEME.values()) == {"bootstrap", "jackknife"}
     assert scheme_for("cosine_gap") == "jackknife" and scheme_for("cosine_parallel") == "bootstrap"
     assert scheme_for("bootstrap") == "bootstrap" and scheme_for("some_new_measure") == "jackknife"
@@ -191,7 +191,7 @@ def test_value_is_reused_and_n_boot_zero_turns_the_bootstrap_off(rng):
     assert value == cosine_gap(X, Y) and math.isnan(low) and math.isnan(high) and len(calls) == 1
     assert no_boot.interval("cosine_gap", cosine_gap, X, Y) == resampler.interval("cosine_gap", cosine_gap, X, Y)
     assert resampler.scheme("cosine_parallel") == "bootstrap" and resampler.scheme("dissimilarity") == "jackknife"
-    assert math.isnan(interval(cosine_shift, X, Y, n_boot=0).low)
+    assert math.isnan(interval(cosine_same_sentence, X, Y, n_boot=0).low)
     assert not math.isnan(interval(cosine_gap, X, Y, n_boot=0).low)
 
 
@@ -208,7 +208,7 @@ def test_array_valued_measure_gives_elementwise_intervals(rng):
 def test_interval_convenience_matches_resampler(rng):
     X = rng.normal(size=(50, 6))
     Y = X + rng.normal(size=X.shape)
-    for measure in (cka_rbf, cosine_shift):
+    for measure in (cka_rbf, cosine_same_sentence):
         expected = Resampler(50, n_boot=40, groups=10, seed=3).interval(measure.__name__, measure, X, Y)
         assert interval(measure, X, Y, n_boot=40, groups=10, seed=3) == expected  # scheme from the name
         assert interval(measure, torch.from_numpy(X), torch.from_numpy(Y), n_boot=40, groups=10, seed=3) == (
@@ -285,7 +285,7 @@ def test_bad_arguments_raise(rng):
 # Every interval brackets its own estimate
 # ---------------------------------------------------------------------------------------------------------------
 
-PAIRED = [cka_linear, cka_linear_debiased, cka_rbf, cosine_shift, cosine_parallel, cosine_nonparallel, cosine_gap,
+PAIRED = [cka_linear, cka_linear_debiased, cka_rbf, cosine_same_sentence, cosine_parallel, cosine_nonparallel, cosine_gap,
           retrieval_top1]
 SEPARABILITY = [per_language(m) for m in (fisher_ratio, silhouette, davies_bouldin)]
 

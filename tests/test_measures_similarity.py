@@ -11,7 +11,7 @@ from reprtools.measures import (
     cosine_gap,
     cosine_nonparallel,
     cosine_parallel,
-    cosine_shift,
+    cosine_same_sentence,
     retrieval_chance,
     retrieval_top1,
 )
@@ -39,7 +39,7 @@ def ref_retrieval_argmax(A, B):
     return hits / len(A)
 
 
-COSINES = [cosine_shift, cosine_parallel]
+COSINES = [cosine_same_sentence, cosine_parallel]
 
 
 @pytest.mark.parametrize("measure", COSINES)
@@ -194,5 +194,5 @@ def test_nonparallel_and_gap_properties(rng):
 
 def test_results_are_python_floats(rng):
     X = torch.from_numpy(rng.normal(size=(10, 3)))
-    for f in (cosine_shift, cosine_parallel, cosine_nonparallel, cosine_gap, retrieval_top1):
+    for f in (cosine_same_sentence, cosine_parallel, cosine_nonparallel, cosine_gap, retrieval_top1):
         assert type(f(X, X)) is float

@@ -252,6 +252,7 @@ def test_seed_runs_give_a_noise_floor_and_cross_seed_method_differences(seeds):
     assert {frozenset((a, b)) for a, b in zip(other["checkpoint"], other["reference"])} == {
         frozenset(p) for p in [("lora", "dora"), ("lora", "dora-s1"), ("lora-s1", "dora"), ("lora-s1", "dora-s1")]}
 
+    assert seeds.summary["seed_groups"] == {"lora": ["lora", "lora-s1"], "dora": ["dora", "dora-s1"]}
     floor = df[df["comparison"] == results.SEED_FLOOR]
     assert set(floor["method"]) == {"lora", "dora"} and set(floor["metric"]) == {"dissimilarity"}
     assert len(floor) == 2 * 3 and set(floor["lang"]) == {"en+hi"} and (floor["n"] == 1).all()

@@ -1,7 +1,7 @@
 """Pure measures of how representations differ: plain functions on ``(n, d)`` arrays, no models or files.
 
 * shift and checkpoint comparisons, rows = the same sentences: :func:`cka_linear`, :func:`cka_linear_debiased`,
-  :func:`cka_rbf`, :func:`cosine_shift`, and the batched layer x layer :func:`cka_linear_matrix` (biased or
+  :func:`cka_rbf`, :func:`cosine_same_sentence`, and the batched layer x layer :func:`cka_linear_matrix` (biased or
   debiased);
 * cross-lingual, row ``i`` of ``XA`` translates row ``i`` of ``XB``: :func:`cosine_parallel`,
   :func:`cosine_nonparallel`, :func:`cosine_gap`, :func:`retrieval_top1` (chance :func:`retrieval_chance`), and
@@ -42,7 +42,7 @@ from reprtools.measures.similarity import (
     cosine_gap,
     cosine_nonparallel,
     cosine_parallel,
-    cosine_shift,
+    cosine_same_sentence,
     retrieval_chance,
     retrieval_top1,
 )
@@ -60,7 +60,7 @@ __all__ = [
     "cosine_gap",
     "cosine_nonparallel",
     "cosine_parallel",
-    "cosine_shift",
+    "cosine_same_sentence",
     "davies_bouldin",
     "fisher_ratio",
     "from_language_dict",

@@ -9,7 +9,7 @@ Two schemes, chosen per measure in :data:`INTERVAL_SCHEME`:
 
 * ``"bootstrap"`` -- the percentile bootstrap over sentences, drawn with replacement (Efron & Tibshirani,
   1993, ch. 13), expanded for small ``n`` (Hesterberg, 2015).  Only for measures that are *plain means of
-  per-sentence terms* (:func:`cosine_shift`, :func:`cosine_parallel`): a duplicated row just counts its term
+  per-sentence terms* (:func:`cosine_same_sentence`, :func:`cosine_parallel`): a duplicated row just counts its term
   twice, so the resampled means are the usual bootstrap of a mean.
 * ``"jackknife"`` -- the delete-a-group jackknife (Quenouille, 1956; Tukey, 1958; Shao & Tu, 1995, ch. 2 and 5)
   for everything in which rows interact: CKA (a duplicated pair of rows agrees perfectly in both Gram
@@ -74,8 +74,7 @@ SCHEMES = ("bootstrap", "jackknife")
 #: every measure with interaction between rows takes ``"jackknife"`` (see the module docstring).  Names not
 #: listed get the jackknife too (:func:`scheme_for`), which is valid for both kinds.
 INTERVAL_SCHEME: Mapping[str, str] = MappingProxyType({
-    "cosine_shift": "bootstrap",
-    "cosine_same_sentence": "bootstrap",  # the results table's name for cosine_shift
+    "cosine_same_sentence": "bootstrap",
     "cosine_parallel": "bootstrap",
     "cosine_nonparallel": "jackknife",
     "cosine_gap": "jackknife",

@@ -11,7 +11,7 @@ directions; Ethayarajh, 2019, "How Contextual are Contextualized Word Representa
 cosine values between checkpoints or languages rather than reading them as absolute similarities: for
 translations, :func:`cosine_gap` subtracts the mean cosine of non-translations (:func:`cosine_nonparallel`).
 
-Intervals: :func:`cosine_shift` and :func:`cosine_parallel` are means of per-sentence terms, so a percentile
+Intervals: :func:`cosine_same_sentence` and :func:`cosine_parallel` are means of per-sentence terms, so a percentile
 bootstrap over sentences is valid for them; :func:`cosine_nonparallel`, :func:`cosine_gap` and
 :func:`retrieval_top1` couple every pair of rows and take the jackknife (see
 :mod:`reprtools.measures.resampling`).
@@ -31,7 +31,7 @@ __all__ = [
     "cosine_gap",
     "cosine_nonparallel",
     "cosine_parallel",
-    "cosine_shift",
+    "cosine_same_sentence",
     "retrieval_chance",
     "retrieval_top1",
 ]
@@ -64,7 +64,7 @@ def _unmatched(ua: torch.Tensor, ub: torch.Tensor, matched: torch.Tensor) -> tor
     return _sum64(ua, dim=0).dot(_sum64(ub, dim=0)) - matched
 
 
-def cosine_shift(X_base: ArrayLike, X_ckpt: ArrayLike, *, dtype: Any = None) -> float:
+def cosine_same_sentence(X_base: ArrayLike, X_ckpt: ArrayLike, *, dtype: Any = None) -> float:
     r"""Mean cosine between each sentence's base-model and adapted-checkpoint representation (how far the
     adapter turned each sentence vector; 1 = no shift in direction).
 
