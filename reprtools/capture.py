@@ -427,6 +427,26 @@ def _run_batch(model, pooler: _Pooler, names, options, inputs: dict, own: torch.
 
 
 # ------------------------------------------------------------------------------------------------- capture
+def _checked_arguments(tokenizer, sentences, pool: str, batch_size, max_length) -> list[str]:
+    """``sentences`` as a list, after checking every argument of :func:`capture` (one-line errors)."""
+    if isinstance(sentences, str) or not isinstance(sentences, Sequence):
+        raise ReprtoolsError("sentences must be a list of strings, not " + type(sentences).__name__)
+    sentences = list(sentences)
+    if not sentences:
+        raise ReprtoolsError("no sentences to capture: the sentence list is empty")
+    bad = next((i for i, s in enumerate(sentences) if not isinstance(s, str)), None)
+    if bad is not None:
+        raise ReprtoolsError(f"sentence {bad} is a {type(sentences[bad]).__name__}, not a string")
+    if pool not in POOLS:
+        raise ReprtoolsError(f"unknown pool '{pool}'; use one of: {', '.join(POOLS)}")
+    for name, value in (("batch_size", batch_size), ("max_length", max_length)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ReprtoolsError(f"{name} must be a positive integer, got {value!r}")
+    if tokenizer.pad_token_id is None:
+        raise ReprtoolsError("the tokenizer has no pad token; set tokenizer.pad_token (e.g. to its eos token)")
+    return sentences
+
+
 def capture(
     model: nn.Module,
     tokenizer,
@@ -458,23 +478,7 @@ def capture(
     model is moved there.  The model runs in eval mode (its training mode is restored afterwards) under
     ``torch.inference_mode()`` with ``use_cache=False``.  ``progress=True`` shows a tqdm bar.
     """
-    if isinstance(sentences, str) or not isinstance(sentences, Sequence):
-        raise ReprtoolsError("sentences must be a list of strings, not " + type(sentences).__name__)
-    sentences = list(sentences)
-    if not sentences:
-        raise ReprtoolsError("no sentences to capture: the sentence list is empty")
-    bad = next((i for i, s in enumerate(sentences) if not isinstance(s, str)), None)
-    if bad is not None:
-        raise ReprtoolsError(f"sentence {bad} is a {type(sentences[bad]).__name__}, not a string")
-    if pool not in POOLS:
-        raise ReprtoolsError(f"unknown pool '{pool}'; use one of: {', '.join(POOLS)}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ReprtoolsError(f"batch_size must be a positive integer, got {batch_size!r}")
-    if isinstance(max_length, bool) or not isinstance(max_length, int) or max_length < 1:
-        raise ReprtoolsError(f"max_length must be a positive integer, got {max_length!r}")
-    if tokenizer.pad_token_id is None:
-        raise ReprtoolsError("the tokenizer has no pad token; set tokenizer.pad_token (e.g. to its eos token)")
-
+    sentences = _checked_arguments(tokenizer, sentences, pool, batch_size, max_length)
     if device is not None:
         model.to(resolve_device(device))
     dev = _model_device(model)

@@ -609,10 +609,12 @@ def test_progress_bar(models, capsys):
     assert "capture" in capsys.readouterr().err
 
 
-def test_device_argument(models):
+def test_an_unavailable_device_is_refused_before_anything_runs(models):
     model, tokenizer = models["tiny-llama"]
-    out = capture(model, tokenizer, [SHORT], device="cpu")
-    assert out.device.type == "cpu"
+    device = f"cuda:{torch.cuda.device_count()}"  # one past the last GPU: never available
+    with pytest.raises(ReprtoolsError, match="not available"):
+        capture(model, tokenizer, [SHORT], device=device)
+    assert next(model.parameters()).device.type == "cpu"
 
 
 # ----------------------------------------------------------------------------------------------- devices
