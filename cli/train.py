@@ -22,11 +22,15 @@ import click
 @click.option("--alpha", default=16.0, show_default=True, type=float, help="Scaling alpha (not used by VeRA).")
 @click.option("--dropout", default=0.05, show_default=True, type=float, help="Adapter dropout.")
 @click.option("--match-budget", default=None, metavar="lora|PCT",
-              help="Choose the rank whose trainable-parameter count comes closest to LoRA at --rank, or to PCT%% of the base.")
+              help="Choose the rank whose trainable-parameter count comes closest to LoRA at --rank, or to PCT% of the base.")
 @click.option("--learning-rate", "--lr", default=None, type=float,
               help="Learning rate [default: 2e-4; VeRA 2e-3].")
-@click.option("--batch-size", "-b", default=4, show_default=True, type=int, help="Per-device batch size.")
-@click.option("--gradient-accumulation", default=1, show_default=True, type=int, help="Gradient accumulation steps.")
+@click.option("--batch-size", "-b", default=4, show_default=True, type=int, help="Per-device (per-process) batch size.")
+@click.option("--gradient-accumulation", default=None, type=int,
+              help="Gradient accumulation steps [default: 1, or what --global-batch-size needs].")
+@click.option("--global-batch-size", default=None, type=int,
+              help="Examples per optimizer step over all processes; the accumulation becomes "
+                   "global / (--batch-size x processes), so the run does not depend on how many GPUs it got.")
 @click.option("--max-steps", default=None, type=int, help="Optimizer steps [default: one pass over the data].")
 @click.option("--epochs", default=1.0, show_default=True, type=float, help="Passes over the data when --max-steps is not given.")
 @click.option("--max-length", default=256, show_default=True, type=int, help="Maximum tokens per example.")
@@ -35,6 +39,10 @@ import click
 @click.option("--gradient-checkpointing", is_flag=True, help="Trade compute for memory.")
 @click.option("--pissa-niter", default=4, show_default=True, type=int,
               help="PiSSA: subspace iterations of the fast SVD; 0 = full SVD.")
+@click.option("--target-modules", default="all-linear", show_default=True,
+              help="Layers that get adapters: all-linear (the study's set-up) or names such as q_proj,v_proj.")
+@click.option("--report-to", default="none", show_default=True, type=click.Choice(["none", "tensorboard", "wandb"]),
+              help="Also log to TensorBoard or Weights & Biases (the Trainer's own loggers); run.json keeps the loss curve.")
 @click.option("--save-steps", default=50, show_default=True, type=int, help="Checkpoint every N steps (for --resume).")
 @click.option("--overwrite", is_flag=True, help="Replace a run already in --output-dir.")
 @click.option("--resume", is_flag=True, help="Continue an interrupted run from its last checkpoint.")

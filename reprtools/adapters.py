@@ -82,6 +82,22 @@ def method_from_peft_config(config: dict) -> str:
     return peft_type.lower() or "unknown"
 
 
+def parse_target_modules(value) -> str | list[str]:
+    """``--target-modules``: peft's ``"all-linear"`` (the study's set-up), or comma-separated module names
+    (``"q_proj,v_proj"``) as a list; a list is kept, in order, without repeats."""
+    if isinstance(value, (list, tuple)):
+        names = [str(v).strip() for v in value]
+    else:
+        text = str(value).strip()
+        if text == TARGET_MODULES:
+            return TARGET_MODULES
+        names = [name.strip() for name in text.split(",")]
+    names = [name for name in names if name]
+    if not names:
+        raise ReprtoolsError(f"--target-modules is empty; give {TARGET_MODULES} or module names such as q_proj,v_proj")
+    return list(dict.fromkeys(names))
+
+
 def check_method(method: str) -> str:
     if method not in METHODS:
         raise ReprtoolsError(f"unknown method '{method}'; choose one of {', '.join(METHODS)}")
@@ -208,7 +224,10 @@ def trainable_on_config(model_config, spec: AdapterSpec, final: bool = True) -> 
         peft_config.init_lora_weights = True
     if spec.method == "adalora" and final:
         peft_config.init_r = spec.rank
-    peft_model = get_peft_model(model, peft_config)
+    try:
+        peft_model = get_peft_model(model, peft_config)
+    except ValueError as exc:  # peft: target modules not found in the model
+        raise ReprtoolsError(f"--target-modules {spec.target_modules}: {str(exc).splitlines()[0]}") from None
     return count_trainable(peft_model), base
 
 

@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from reprtools.adapters import METHODS, AdapterSpec, budget_table, check_method, match_rank, parse_budget_target
+from reprtools.adapters import (
+    METHODS, TARGET_MODULES, AdapterSpec, budget_table, check_method, match_rank, parse_budget_target,
+    parse_target_modules,
+)
 from reprtools.errors import ReprtoolsError
 from reprtools.models import resolve_model
 
@@ -36,25 +39,29 @@ def parse_methods(methods: str | list[str]) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def budgets(model: str, methods="lora,dora,vera,adalora,pissa", rank: int = 8, match_budget: str | None = None):
-    """Budget rows per method at ``rank``; with ``match_budget``, the matched rank's row per method instead."""
-    base_spec = AdapterSpec(rank=rank)  # checks the rank
+def budgets(model: str, methods="lora,dora,vera,adalora,pissa", rank: int = 8, match_budget: str | None = None,
+            target_modules=TARGET_MODULES):
+    """Budget rows per method at ``rank`` on ``target_modules`` (as ``reprtools train --target-modules``); with
+    ``match_budget``, the matched rank's row per method instead."""
+    base_spec = AdapterSpec(rank=rank, target_modules=parse_target_modules(target_modules))  # checks both
     names = parse_methods(methods)
     config = load_model_config(model)
     if match_budget is None:
-        return budget_table(config, names, rank)
+        return budget_table(config, names, rank, base_spec)
     target, _ = parse_budget_target(match_budget, config, base_spec)
-    return [match_rank(config, AdapterSpec(method=m), target) for m in names]
+    return [match_rank(config, AdapterSpec(method=m, target_modules=base_spec.target_modules), target) for m in names]
 
 
 def budget_report(model: str, methods="lora,dora,vera,adalora,pissa", rank: int = 8,
-                  match_budget: str | None = None, as_json: bool = False) -> str:
+                  match_budget: str | None = None, as_json: bool = False, target_modules=TARGET_MODULES) -> str:
     """The budget table as text (or JSON), as ``reprtools budget`` prints it."""
-    rows = budgets(model, methods, rank, match_budget)
+    rows = budgets(model, methods, rank, match_budget, target_modules)
+    modules = parse_target_modules(target_modules)
     if as_json:
-        return json.dumps({"model": model, "rows": [r.to_dict() for r in rows]}, indent=2)
+        return json.dumps({"model": model, "target_modules": modules, "rows": [r.to_dict() for r in rows]}, indent=2)
     base = rows[0].base
-    lines = [f"model: {model}  ({base:,} parameters)", ""]
+    shown = modules if isinstance(modules, str) else ",".join(modules)
+    lines = [f"model: {model}  ({base:,} parameters), adapters on {shown}", ""]
     header = f"{'method':<8} {'rank':>5} {'trainable':>14} {'% of base':>10}  note"
     lines += [header, "-" * len(header)]
     for r in rows:

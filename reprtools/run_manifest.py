@@ -11,11 +11,17 @@ Keys (all always present; ``budget_match`` and ``saved_rank`` may be ``null``):
   dropout);
 * ``base_model``: ``name`` as given, ``name_or_path`` (what the adapter reloads on), ``kind``,
   ``fingerprint_sha256`` of the weight files;
-* ``training``: learning rate, batch, accumulation, world size, steps planned and done, bf16, the checkpoint
-  resumed from, final loss;
+* ``target_modules``: the layers that got adapters (``"all-linear"``, the study's set-up, or a list of names);
+* ``training``: learning rate, ``per_device_batch_size`` (also as ``batch_size``), ``gradient_accumulation``,
+  ``world_size`` (processes), ``global_batch_size`` (their product), steps planned and done, bf16, the checkpoint
+  resumed from, final loss (averaged over the processes), ``report_to``;
+* ``hardware``: ``device`` (GPU or CPU model), ``device_type``, ``num_processes``, ``cuda`` and ``driver``
+  versions (``null`` on CPU), the process group's ``backend``, and whether deterministic algorithms were on
+  (``deterministic_algorithms``, ``cudnn_deterministic``, ``cudnn_benchmark``);
 * ``loss_curve`` (``step``, ``loss``, AdaLoRA's ``task_loss`` and ``orth_reg``, ``learning_rate``, ``grad_norm``,
   ``num_input_tokens_seen``), ``wall_time_s`` (this call), ``tokens_seen`` (real, non-padding tokens of the whole
-  run, across resumes), ``tokens_per_second`` (this call's real tokens / ``wall_time_s``);
+  run, across resumes, summed over the processes), ``tokens_per_second`` (this call's real tokens of all
+  processes / ``wall_time_s``);
 * ``versions``, ``command`` and ``options`` (every ``TrainOptions`` field: ``options.lang`` and
   ``options.ratio`` are the target language and its share as given).
 """
@@ -74,6 +80,7 @@ def loss_curve(log_history: list[dict]) -> list[dict]:
 def build_manifest(opts, data, build, training, fitted, saved, ranks: dict[str, int]) -> dict:
     """The manifest of a finished run from the results of :mod:`reprtools.train`'s steps (see the module
     docstring for the keys)."""
+    from reprtools.distributed import hardware
     from reprtools.models import fingerprint
 
     trainer, peft_model = training.trainer, build.model
@@ -93,6 +100,7 @@ def build_manifest(opts, data, build, training, fitted, saved, ranks: dict[str, 
         "trainable_percent": 100.0 * trainable / build.base_params,
         "budget_match": build.budget_match,
         "notes": saved.notes,
+        "target_modules": jsonable(build.spec.target_modules),
         "data": {**data.mix.to_dict(), "max_length": opts.max_length, "source": data.dataset.manifest()},
         "seed": opts.seed,
         "seed_draws": SEED_DRAWS,
@@ -103,6 +111,7 @@ def build_manifest(opts, data, build, training, fitted, saved, ranks: dict[str, 
             "fingerprint_sha256": fingerprint(data.resolved),
         },
         "training": _training_section(opts, trainer, training.resume_from, fitted),
+        "hardware": hardware(trainer.args),
         "loss_curve": loss_curve(trainer.state.log_history),
         "wall_time_s": wall,
         "tokens_seen": fitted.tokens_seen,
@@ -118,8 +127,10 @@ def _training_section(opts, trainer, resume_from: str | None, fitted) -> dict:
     return {
         "learning_rate": args.learning_rate,
         "batch_size": args.per_device_train_batch_size,
+        "per_device_batch_size": args.per_device_train_batch_size,
         "gradient_accumulation": args.gradient_accumulation_steps,
         "world_size": args.world_size,
+        "global_batch_size": args.per_device_train_batch_size * args.gradient_accumulation_steps * args.world_size,
         "max_steps": args.max_steps,
         "steps_done": trainer.state.global_step,
         "epochs": opts.epochs,
@@ -127,4 +138,5 @@ def _training_section(opts, trainer, resume_from: str | None, fitted) -> dict:
         "gradient_checkpointing": opts.gradient_checkpointing,
         "resumed_from": resume_from,
         "final_loss": fitted.result.training_loss,
+        "report_to": opts.report_to,
     }

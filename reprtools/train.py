@@ -19,8 +19,11 @@ is not a finished run.  Intermediate Trainer checkpoints for ``--resume`` live i
 the Trainer's ``seed``; VeRA's projections from ``projection_prng_key``).  The XNLI held-out split is *not* drawn
 by it: every seed trains on the same pool, and the probe's held-out sentences stay held out.
 
-Training uses transformers' :class:`~transformers.Trainer`, so the same call runs on several GPUs under
-``accelerate launch`` or ``torchrun`` unchanged; bf16 is used where the GPU supports it.
+Training uses transformers' :class:`~transformers.Trainer`, so the same call runs data-parallel under
+``torchrun --nproc_per_node N`` or ``accelerate launch --num_processes N`` (NCCL on GPUs, gloo on CPUs): every
+process trains on its shard of each global batch, gradients are averaged, and only the main process writes
+(see :mod:`reprtools.distributed`).  ``--global-batch-size`` fixes the batch whatever the number of processes;
+bf16 is used where the GPU supports it.
 """
 
 from __future__ import annotations
@@ -32,7 +35,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from reprtools.adapters import METHODS, AdapterSpec, adalora_schedule, default_learning_rate
+from reprtools.adapters import (
+    METHODS, TARGET_MODULES, AdapterSpec, adalora_schedule, default_learning_rate, parse_target_modules,
+)
+from reprtools.distributed import accumulation_steps, bf16_supported, check_report_to, finish, needs_cpu_backend
 from reprtools.errors import ReprtoolsError
 from reprtools.models import DEFAULT_MODEL, resolve_model
 from reprtools.run_manifest import ADAPTER_DIR, CHECKPOINT_DIR, PISSA_INIT_DIR, RUN_FILE, build_manifest
@@ -57,8 +63,9 @@ class TrainOptions:
     alpha: float = 16
     dropout: float = 0.05
     learning_rate: float | None = None  # None: the method's default (adapters.default_learning_rate)
-    batch_size: int = 4
-    gradient_accumulation: int = 1
+    batch_size: int = 4  # per device (process)
+    gradient_accumulation: int | None = None  # None: 1, or what --global-batch-size needs
+    global_batch_size: int | None = None  # per-device batch x accumulation x processes; derives the accumulation
     max_steps: int | None = None
     epochs: float = 1.0
     max_length: int = 256
@@ -66,6 +73,8 @@ class TrainOptions:
     gradient_checkpointing: bool = False
     match_budget: str | None = None
     pissa_niter: int = 4
+    target_modules: str = TARGET_MODULES  # peft's "all-linear" (the study's set-up) or names, e.g. "q_proj,v_proj"
+    report_to: str = "none"  # the Trainer's own logger: none, tensorboard or wandb
     save_steps: int = 50
     logging_steps: int = 1
     overwrite: bool = False
@@ -74,14 +83,16 @@ class TrainOptions:
 
     def adapter_spec(self) -> AdapterSpec:
         """The adapter these options ask for; checks the method, rank, alpha, dropout and PiSSA iterations."""
-        return AdapterSpec(self.method, self.rank, self.alpha, self.dropout, pissa_niter=self.pissa_niter, seed=self.seed)
+        return AdapterSpec(self.method, self.rank, self.alpha, self.dropout, parse_target_modules(self.target_modules),
+                           pissa_niter=self.pissa_niter, seed=self.seed)
 
     def validate(self) -> None:
         self.adapter_spec()
         if not 0.0 <= float(self.ratio) <= 1.0:
             raise ReprtoolsError(f"--ratio must be in [0, 1] (the target language's share), got {self.ratio}")
-        for name in ("batch_size", "gradient_accumulation", "max_length", "save_steps", "logging_steps"):
-            if getattr(self, name) <= 0:
+        for name in ("batch_size", "gradient_accumulation", "global_batch_size", "max_length", "save_steps",
+                     "logging_steps"):
+            if getattr(self, name) is not None and getattr(self, name) <= 0:
                 raise ReprtoolsError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
         if self.num_examples is not None and self.num_examples <= 0:
             raise ReprtoolsError(f"--num-examples must be positive, got {self.num_examples}")
@@ -93,6 +104,12 @@ class TrainOptions:
             raise ReprtoolsError(f"--learning-rate must be positive, got {self.learning_rate}")
         if self.overwrite and self.resume:
             raise ReprtoolsError("--overwrite and --resume contradict each other; choose one")
+        if self.global_batch_size is not None and self.gradient_accumulation is not None:
+            raise ReprtoolsError("--global-batch-size sets the gradient accumulation; leave out --gradient-accumulation")
+        if self.global_batch_size is not None and self.global_batch_size % self.batch_size:
+            raise ReprtoolsError(f"--global-batch-size {self.global_batch_size} is not a multiple of --batch-size "
+                                 f"{self.batch_size}")
+        check_report_to(self.report_to)
 
 
 @dataclass
@@ -153,7 +170,9 @@ def train(opts: TrainOptions) -> RunResult:
     args = training_arguments(opts, data)
     build = build_peft_model(opts, data, total_steps=args.max_steps)
     training = make_trainer(opts, args, data, build)
-    return write_run(opts, data, build, training, fit(training))
+    result = write_run(opts, data, build, training, fit(training))
+    finish()  # the other processes return once the main one has written the run
+    return result
 
 
 # ---------------------------------------------------------------------------------------------- 1. data
@@ -237,8 +256,10 @@ def training_arguments(opts: TrainOptions, data: PreparedData):
     ``checkpoints/``, ``--seed`` for both the Trainer and the data order, bf16 where the GPU supports it, and the
     Trainer's own count of the real (non-padding) tokens for ``tokens_per_second``.
 
-    Without ``--max-steps`` the run takes ``--epochs`` passes over the data at the global batch size (per-device
-    batch x accumulation x ``args.world_size``), rounded up; AdaLoRA's budget schedule is built from that count.
+    Under ``torchrun``/``accelerate launch`` building them sets up the process group (NCCL on GPUs, gloo on CPUs:
+    :func:`reprtools.distributed.needs_cpu_backend`).  ``--global-batch-size`` then gives the accumulation
+    (global / (per-device batch x ``args.world_size``)).  Without ``--max-steps`` the run takes ``--epochs`` passes
+    over the data at the global batch size, rounded up; AdaLoRA's budget schedule is built from that count.
     """
     import torch
     from transformers import TrainingArguments
@@ -246,7 +267,9 @@ def training_arguments(opts: TrainOptions, data: PreparedData):
     args = TrainingArguments(
         output_dir=str(data.output_dir / CHECKPOINT_DIR),
         per_device_train_batch_size=opts.batch_size,
-        gradient_accumulation_steps=opts.gradient_accumulation,
+        gradient_accumulation_steps=opts.gradient_accumulation or 1,  # with --global-batch-size: set below
+        use_cpu=needs_cpu_backend(),
+        ddp_find_unused_parameters=False,  # every adapter parameter takes part in every step
         learning_rate=opts.learning_rate or default_learning_rate(opts.method),
         max_steps=opts.max_steps or 1,  # without --max-steps: set below, once args.world_size is known
         lr_scheduler_type="linear",
@@ -257,17 +280,19 @@ def training_arguments(opts: TrainOptions, data: PreparedData):
         save_total_limit=2,
         seed=opts.seed,
         data_seed=opts.seed,
-        bf16=torch.cuda.is_available() and torch.cuda.is_bf16_supported(),
+        bf16=bf16_supported(),
         include_num_input_tokens_seen="non_padding",  # attention_mask.sum(), gathered over processes
         remove_unused_columns=False,
-        report_to="none",
+        report_to=opts.report_to,
         disable_tqdm=not opts.progress,
         dataloader_num_workers=0,
         dataloader_pin_memory=torch.cuda.is_available(),
         **_checkpointing_arguments(opts.gradient_checkpointing),
     )
+    if opts.global_batch_size is not None:
+        args.gradient_accumulation_steps = accumulation_steps(opts.global_batch_size, opts.batch_size, args.world_size)
     if opts.max_steps is None:
-        global_batch = opts.batch_size * opts.gradient_accumulation * args.world_size
+        global_batch = opts.batch_size * args.gradient_accumulation_steps * args.world_size
         args.max_steps = max(1, math.ceil(math.ceil(len(data.features) / global_batch) * opts.epochs))
     return args
 
@@ -315,8 +340,11 @@ def build_peft_model(opts: TrainOptions, data: PreparedData, total_steps: int) -
             file=sys.stderr,
         )
 
-    transformers.set_seed(opts.seed)  # --seed draws the adapter's initialisation
-    peft_model = get_peft_model(model, spec.config(total_step=total_steps))
+    transformers.set_seed(opts.seed)  # --seed draws the adapter's initialisation (the same in every process)
+    try:
+        peft_model = get_peft_model(model, spec.config(total_step=total_steps))
+    except ValueError as exc:  # peft: target modules not found in the base model
+        raise ReprtoolsError(f"--target-modules {opts.target_modules}: {str(exc).splitlines()[0]}") from None
     return PeftBuild(peft_model, spec, base_params, budget_match)
 
 
@@ -329,7 +357,10 @@ def make_trainer(opts: TrainOptions, args, data: PreparedData, build: PeftBuild)
 
     from reprtools.trainer import AdaLoraAllocator, ReprTrainer
 
-    resume_from = _prepare_run_dir(opts, data, is_main=args.process_index == 0)
+    # every process has checked the run directory (prepare_data) before the main one changes it, and the others
+    # look for a checkpoint to resume only once it has
+    with args.main_process_first(local=False, desc="run directory"):
+        resume_from = _prepare_run_dir(opts, data, is_main=args.process_index == 0)
     adalora = opts.method == "adalora"
     trainer = ReprTrainer(
         model=build.model,
