@@ -98,6 +98,19 @@ def parse_target_modules(value) -> str | list[str]:
     return list(dict.fromkeys(names))
 
 
+def check_target_modules(model, target_modules) -> None:
+    """Every name in a ``--target-modules`` list must name a module of ``model`` (peft's own check only fails
+    when none does, so a misspelt second name would silently train fewer layers)."""
+    if isinstance(target_modules, str):
+        return
+    names = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
+    missing = [t for t in target_modules if t not in names]
+    if missing:
+        linear = sorted({name.rsplit(".", 1)[-1] for name, m in model.named_modules() if type(m).__name__ == "Linear"})
+        raise ReprtoolsError(f"--target-modules: no module named {', '.join(missing)} in the model; "
+                             f"its linear layers are {', '.join(linear)}")
+
+
 def check_method(method: str) -> str:
     if method not in METHODS:
         raise ReprtoolsError(f"unknown method '{method}'; choose one of {', '.join(METHODS)}")
@@ -224,6 +237,7 @@ def trainable_on_config(model_config, spec: AdapterSpec, final: bool = True) -> 
         peft_config.init_lora_weights = True
     if spec.method == "adalora" and final:
         peft_config.init_r = spec.rank
+    check_target_modules(model, spec.target_modules)
     try:
         peft_model = get_peft_model(model, peft_config)
     except ValueError as exc:  # peft: target modules not found in the model

@@ -318,7 +318,7 @@ def build_peft_model(opts: TrainOptions, data: PreparedData, total_steps: int) -
     from peft import get_peft_model
     from transformers import AutoModelForCausalLM
 
-    from reprtools.adapters import match_rank, parse_budget_target
+    from reprtools.adapters import check_target_modules, match_rank, parse_budget_target
 
     transformers.logging.set_verbosity_error()
     try:
@@ -341,6 +341,7 @@ def build_peft_model(opts: TrainOptions, data: PreparedData, total_steps: int) -
         )
 
     transformers.set_seed(opts.seed)  # --seed draws the adapter's initialisation (the same in every process)
+    check_target_modules(model, spec.target_modules)
     try:
         peft_model = get_peft_model(model, spec.config(total_step=total_steps))
     except ValueError as exc:  # peft: target modules not found in the base model

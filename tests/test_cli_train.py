@@ -56,6 +56,11 @@ GOOD = [json.dumps({"instruction": f"Say {i}.", "input": "", "output": f"{i}.", 
         (["--max-steps", "0"], ["--max-steps must be positive"]),
         (["--match-budget", "most"], ["--match-budget must be a method name"]),  # checked once the model is loaded
         (["--overwrite", "--resume"], ["contradict"]),
+        (["--global-batch-size", "6"], ["--global-batch-size 6 is not a multiple of --batch-size 4"]),
+        (["--global-batch-size", "8", "--gradient-accumulation", "2"], ["leave out --gradient-accumulation"]),
+        (["--target-modules", " , "], ["--target-modules is empty"]),
+        (["--target-modules", "q_proj,nope_proj"], ["no module named nope_proj", "q_proj, up_proj, v_proj"]),  # once the model is loaded
+        (["--report-to", "mlflow"], ["--report-to", "mlflow"]),
         (["--bogus-flag"], ["bogus-flag"]),
     ],
 )
@@ -133,3 +138,30 @@ def test_budget_command_on_llama_config(capsys):
 def test_budget_bad_method(capsys):
     code, _, err = run_cli(capsys, "budget", "--model", "tiny-llama", "--methods", "lora,ia3")
     assert_one_line_error(code, err, "unknown method 'ia3'")
+
+
+def test_report_to_without_its_package_names_the_pip_install(capsys, tmp_path, monkeypatch):
+    import importlib.util
+
+    find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "tensorboard" else find_spec(name, *a))
+    out = tmp_path / "run"
+    code, _, err = run_cli(capsys, "train", "--model", "tiny-llama", "-o", str(out), "--report-to", "tensorboard")
+    assert_one_line_error(code, err, "--report-to tensorboard needs the tensorboard package: pip install tensorboard")
+    assert not out.exists()
+
+
+def test_train_help_shows_a_single_percent_sign(capsys):
+    code, out, _ = run_cli(capsys, "train", "--help")
+    assert code == 0
+    assert "PCT% of the base" in " ".join(out.split()) and "%%" not in out
+
+
+def test_budget_follows_target_modules(capsys):
+    code, out, err = run_cli(capsys, "budget", "--model", "tiny-llama", "--methods", "lora", "--target-modules",
+                             "q_proj,v_proj", "--json")
+    assert code == 0, err
+    report = json.loads(out)
+    # tiny-llama: hidden 64, q_proj 64 -> 64, v_proj 64 -> 2 kv heads x 16 = 32; rank 8 x (in + out), 2 blocks
+    assert report["rows"][0]["trainable"] == 8 * ((64 + 64) + (64 + 32)) * 2
+    assert report["target_modules"] == ["q_proj", "v_proj"]

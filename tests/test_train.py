@@ -233,3 +233,42 @@ def test_trains_on_the_shared_study_data(tmp_path, shared_data, source, lang):
                       num_examples=100, max_steps=1, batch_size=2).manifest
     assert manifest["data"]["counts"] == {"en": 90, lang: 10}
     assert manifest["data"]["source"]["kind"] == source
+
+
+def test_target_modules_leave_the_controlled_setup_on_purpose(tmp_path):
+    manifest = _train(tmp_path, "lora", target_modules="q_proj,v_proj", max_steps=1).manifest
+    assert manifest["target_modules"] == ["q_proj", "v_proj"] and manifest["options"]["target_modules"] == "q_proj,v_proj"
+    assert sorted({name.rsplit(".", 1)[1] for name in manifest["final_rank_per_module"]}) == ["q_proj", "v_proj"]
+    assert manifest["trainable_params"] == 8 * ((64 + 64) + (64 + 32)) * 2  # rank x (in + out), 2 blocks
+
+
+def test_global_batch_size_sets_the_accumulation_and_is_recorded(tmp_path):
+    training = _train(tmp_path, "lora", batch_size=2, global_batch_size=8, max_steps=1).manifest["training"]
+    assert (training["per_device_batch_size"], training["gradient_accumulation"], training["world_size"]) == (2, 4, 1)
+    assert training["global_batch_size"] == 8
+
+
+def test_global_batch_must_divide_over_the_processes():
+    from reprtools.distributed import accumulation_steps
+
+    assert accumulation_steps(32, 4, 2) == 4
+    with pytest.raises(ReprtoolsError, match="not divisible by --batch-size 4 x 3 process"):
+        accumulation_steps(32, 4, 3)
+
+
+def test_hardware_records_processes_and_determinism():
+    from types import SimpleNamespace
+
+    from reprtools.distributed import hardware
+
+    args = SimpleNamespace(device=torch.device("cpu"), world_size=1)
+    before = torch.are_deterministic_algorithms_enabled()
+    try:
+        torch.use_deterministic_algorithms(False)
+        off = hardware(args)
+        torch.use_deterministic_algorithms(True)
+        on = hardware(args)
+    finally:
+        torch.use_deterministic_algorithms(before)
+    assert (off["deterministic_algorithms"], on["deterministic_algorithms"]) == (False, True)
+    assert off["device_type"] == "cpu" and off["num_processes"] == 1 and off["cuda"] is None and off["device"]
