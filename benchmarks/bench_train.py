@@ -172,7 +172,7 @@ def run_side(side: str, args) -> dict:
     """One side in a fresh Python process (its own peak memory); returns what it measured."""
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", side, "--model", args.model,
            "--method", args.method, "--steps", str(args.steps), "--batch-size", str(args.batch_size),
-           "--seed", str(args.seed), "--lr", str(args.lr)]
+           "--seed", str(args.seed), "--lr", str(args.lr)] + (["--threads", str(args.threads)] if args.threads else [])
     proc = subprocess.run(cmd, capture_output=True, text=True)
     lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
     if proc.returncode != 0 or not lines:
@@ -186,8 +186,10 @@ def report(args, best: dict[str, dict]) -> float:
 
     memory = "peak GPU memory allocated" if torch.cuda.is_available() else "peak RSS"
     print(f"\nmodel {args.model}, method {args.method}, {args.steps} steps, batch {args.batch_size}, seed "
-          f"{args.seed}, best of {args.repeats} alternating rounds; memory = {memory} of each side's process\n")
-    print(f"{'':30} {'steps':>5} {'tokens':>8} {'seconds':>8} {'tokens/s':>9} {'first loss':>11} {'last loss':>10} {'peak MiB':>9}")
+          f"{args.seed}, best of {args.repeats} alternating rounds, threads {args.threads or torch.get_num_threads()}; "
+          f"memory = {memory} of each side's process\n")
+    print(f"{'':30} {'steps':>5} {'tokens':>8} {'seconds':>8} {'tokens/s':>9} {'first loss':>11} {'last loss':>10} "
+          f"{'peak MiB':>9}")
     for side, label in SIDES.items():
         r = best[side]
         print(f"{label:30} {r['steps']:>5} {r['tokens']:>8} {r['seconds']:>8.2f} {r['tokens'] / r['seconds']:>9.1f} "
@@ -208,9 +210,14 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--lr", type=float, default=2e-4)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--threads", type=int, help="torch CPU threads in both sides (default: torch's choice)")
     parser.add_argument("--worker", choices=tuple(SIDES), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
+        if args.threads:
+            import torch
+
+            torch.set_num_threads(args.threads)
         result = (bare_loop if args.worker == "bare" else ours)(args)
         print("RESULT " + json.dumps(result), flush=True)
         return
@@ -218,9 +225,11 @@ def main() -> None:
 
     resolve_model(args.model)  # build or convert the model once, before anything is timed
     best: dict[str, dict] = {}
-    for _ in range(args.repeats):
+    for round_ in range(1, args.repeats + 1):
         for side in SIDES:
             r = run_side(side, args)
+            print(f"round {round_}/{args.repeats} {SIDES[side]}: {r['tokens'] / r['seconds']:.1f} tokens/s",
+                  file=sys.stderr, flush=True)
             if side not in best or r["tokens"] / r["seconds"] > best[side]["tokens"] / best[side]["seconds"]:
                 best[side] = r
     report(args, best)

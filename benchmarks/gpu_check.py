@@ -56,7 +56,8 @@ STAGE_GROUPS = ("environment", "train", "big", "capture", "probe")
 FP32_MAX_REL = 1e-4
 BF16_MIN_COS = 0.99
 BF16_MEDIAN_REL = 0.03
-CPU_SMOKE_LINE = "gpu_check: no CUDA GPU here ({why}); running the CPU smoke checks only (fp32, 2 steps, no 8B-shaped model)"
+CPU_SMOKE_LINE = ("gpu_check: no CUDA GPU here ({why}); running the CPU smoke checks only "
+                  "(fp32, 2 steps, no 8B-shaped model)")
 
 
 def _setup_environment(cpu_smoke: bool) -> None:
@@ -184,16 +185,18 @@ def train_stage(model: str, method: str, steps: int, out_dir: Path) -> dict:
                                   save_steps=10**9, logging_steps=1, overwrite=True)).manifest
     losses = [row["loss"] for row in manifest["loss_curve"]]
     bf16 = bool(manifest["training"]["bf16"])
-    _require(manifest["training"]["steps_done"] == steps, f"trained {manifest['training']['steps_done']} of {steps} steps")
+    done = manifest["training"]["steps_done"]
+    _require(done == steps, f"trained {done} of {steps} steps")
     _require(bool(losses) and all(math.isfinite(x) for x in losses), f"non-finite loss in {losses}")
     want_bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported()
     _require(bf16 == want_bf16, f"bf16 is {bf16}, expected {want_bf16} on this machine")
-    return {"steps": steps, "bf16": bf16, "tokens": manifest["tokens_seen"], "wall_s": round(manifest["wall_time_s"], 3),
+    return {"steps": steps, "bf16": bf16, "tokens": manifest["tokens_seen"],
+            "wall_s": round(manifest["wall_time_s"], 3),
             "tokens_per_s": round(manifest["tokens_seen"] / manifest["wall_time_s"], 1),
             "first_loss": round(losses[0], 4), "last_loss": round(losses[-1], 4), "peak_gpu_gib": _peak_gib()}
 
 
-def build_8b_shaped(layers: int, out_dir: Path) -> dict:
+def build_8b_shaped(layers: int, out_dir: Path, device: str = "cuda") -> dict:
     """The Llama 3.1 8B config with ``layers`` blocks and random bf16 weights, built on the GPU, saved with the
     tiny byte-level tokenizer (ids fit the 128256-entry vocabulary; the config's special ids are set to it)."""
     import torch
@@ -201,7 +204,7 @@ def build_8b_shaped(layers: int, out_dir: Path) -> dict:
 
     from reprtools.models import load_tokenizer, resolve_model
 
-    if not torch.cuda.is_available():
+    if device == "cuda" and not torch.cuda.is_available():
         raise Skip("needs a GPU")
     raw = json.loads((REPO / "examples" / "configs" / "llama-3.1-8b.json").read_text())
     tokenizer = load_tokenizer(str(resolve_model("tiny-llama").path))
@@ -210,7 +213,7 @@ def build_8b_shaped(layers: int, out_dir: Path) -> dict:
     config = LlamaConfig(**{k: v for k, v in raw.items() if k not in ("architectures", "torch_dtype", "model_type")})
     config.architectures = ["LlamaForCausalLM"]
     torch.manual_seed(0)
-    with torch.device("cuda"):
+    with torch.device(device):  # random initialisation on the GPU: seconds, where the CPU takes minutes
         model = AutoModelForCausalLM.from_config(config, dtype=torch.bfloat16)
     params = model.num_parameters()
     model.save_pretrained(out_dir)
