@@ -18,8 +18,31 @@ from pathlib import Path
 from reprtools.adapters import method_from_peft_config
 from reprtools.errors import ReprtoolsError
 
-#: Options of ``reprtools train`` that do not change what is learned (where files go, logging, resuming).
-_BOOKKEEPING = frozenset({"output_dir", "resume", "overwrite", "progress", "logging_steps", "save_steps"})
+#: Options of ``reprtools train`` that do not change what is learned (where files go, logging, resuming), and the
+#: batch options, which are compared through the effective global batch instead.
+_BOOKKEEPING = frozenset({"output_dir", "resume", "overwrite", "progress", "logging_steps", "save_steps", "report_to",
+                          "batch_size", "gradient_accumulation", "global_batch_size"})
+
+
+def _train_defaults() -> dict:
+    from dataclasses import MISSING, fields
+
+    from reprtools.train import TrainOptions
+
+    return {f.name: f.default for f in fields(TrainOptions) if f.default is not MISSING}
+
+
+def _learned_settings(options: dict, training: dict) -> dict:
+    """The options that change what a run learns, in a form that does not depend on the reprtools version that
+    wrote them: an option absent from an older ``run.json``, ``None`` or equal to today's default counts as the
+    default; batch options count through the effective global batch (per device x accumulation x processes)."""
+    defaults = _train_defaults()
+    same = {k: v for k, v in options.items()
+            if k not in _BOOKKEEPING | {"seed"} and v is not None and not (k in defaults and v == defaults[k])}
+    if training:
+        same["global_batch"] = (training.get("per_device_batch_size", training.get("batch_size"))
+                                * (training.get("gradient_accumulation") or 1) * (training.get("world_size") or 1))
+    return same
 
 
 @dataclass(frozen=True)
@@ -33,6 +56,7 @@ class Checkpoint:
     method: str
     base: str
     settings: dict = field(default_factory=dict, hash=False, compare=False)
+    training: dict = field(default_factory=dict, hash=False, compare=False)
 
     @property
     def seed(self) -> int | None:
@@ -44,7 +68,7 @@ class Checkpoint:
         bookkeeping equal); ``None`` without a ``run.json``."""
         if self.seed is None:
             return None
-        same = {k: v for k, v in sorted(self.settings.items()) if k not in _BOOKKEEPING | {"seed"}}
+        same = _learned_settings(self.settings, self.training)
         return json.dumps({"method": self.method, "base": self.base, **same}, sort_keys=True, default=str)
 
     def run_columns(self) -> dict:
@@ -90,16 +114,17 @@ def read_checkpoint(path: str | os.PathLike) -> Checkpoint:
             "give the directory `reprtools train -o` wrote, or its adapter/ folder"
         )
     config = _read_json(adapter_dir / "adapter_config.json")
-    method, settings = method_from_peft_config(config), {}
+    method, settings, training = method_from_peft_config(config), {}, {}
     if run_file.is_file():
         run = _read_json(run_file)
         method = run.get("method", method)
         settings = dict(run.get("options") or {})
         settings.setdefault("seed", run.get("seed"))
+        training = dict(run.get("training") or {})
     base = config.get("base_model_name_or_path")
     if not base:
         raise ReprtoolsError(f"{adapter_dir} does not name its base model (base_model_name_or_path is empty)")
-    return Checkpoint(name, p, adapter_dir, method, str(base), settings)
+    return Checkpoint(name, p, adapter_dir, method, str(base), settings, training)
 
 
 def _same_base(a: str, b: str) -> bool:
