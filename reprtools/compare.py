@@ -33,10 +33,11 @@ import numpy as np
 from reprtools import results as R
 from reprtools.checkpoints import Checkpoint, cross_seed_pairs, is_seed_pair, seed_groups, seed_pairs
 
-SHIFT_MEASURES = ("cka_linear", "cka_linear_debiased", "cka_rbf", "cosine_same_sentence")
-CHECKPOINT_MEASURES = ("cka_linear", "cka_linear_debiased")
-CROSSLINGUAL_MEASURES = ("cosine_parallel", "cosine_nonparallel", "cosine_gap", "cka_linear", "cka_linear_debiased")
-SEPARABILITY_MEASURES = ("silhouette", "probe_accuracy", "davies_bouldin", "fisher_ratio")
+# what each comparison computes comes from the one measure registry (reprtools.results.MEASURES)
+SHIFT_MEASURES = R.measures_of(R.SHIFT)
+CHECKPOINT_MEASURES = R.measures_of(R.CHECKPOINTS)
+CROSSLINGUAL_MEASURES = tuple(m for m in R.measures_of(R.CROSSLINGUAL) if not R.MEASURES[m].directed)
+SEPARABILITY_MEASURES = R.measures_of(R.SEPARABILITY)
 HEADLINE_CKA = "cka_linear_debiased"  # unbiased where sentences < features, where the biased estimator is inflated
 
 
@@ -156,11 +157,10 @@ def _crosslingual(table: _Table, at, name, langs, layer) -> None:
         for metric in CROSSLINGUAL_MEASURES:
             table.add(name, R.CROSSLINGUAL, metric, measure_function(metric), (at[la], at[lb]), layer=layer,
                       lang=la, lang_b=lb)
-    retrieval = measure_function("retrieval_top1")
-    for la, lb in permutations(langs, 2):  # retrieval is directed: lang -> lang_b, and back
-        n = len(at[la])
-        table.add(name, R.CROSSLINGUAL, "retrieval_top1", retrieval, (at[la], at[lb]), layer=layer, lang=la,
-                  lang_b=lb, chance=1.0 / n)
+    for metric in (m for m in R.measures_of(R.CROSSLINGUAL) if R.MEASURES[m].directed):
+        for la, lb in permutations(langs, 2):  # a directed measure: lang -> lang_b, and back
+            table.add(name, R.CROSSLINGUAL, metric, measure_function(metric), (at[la], at[lb]), layer=layer,
+                      lang=la, lang_b=lb, chance=1.0 / len(at[la]))
 
 
 def _separability_rows(table: _Table, at, name, langs, layer) -> None:

@@ -113,7 +113,7 @@ MEASURES: Mapping[str, Measure] = MappingProxyType({m.name: m for m in (
     Measure("davies_bouldin", "Davies\u2013Bouldin index (lower = more separable)", (SEPARABILITY,),
             lower_is_better=True, bounds=(0.0, math.inf)),
     Measure("fisher_ratio", "Fisher ratio", (SEPARABILITY,), bounds=(0.0, math.inf), log_scale_ok=True),
-    Measure("dissimilarity", "1 \u2212 debiased linear CKA", (SEEDS, SEED_FLOOR, METHODS), lower_is_better=True,
+    Measure("dissimilarity", "1 \u2212 debiased linear CKA", (SEED_FLOOR, METHODS), lower_is_better=True,
             bounds=(-1.0, 2.0), identity=0.0),
     Measure("exceeds_seed_floor", "Method difference beyond both seed floors (1 = yes)", (METHODS,),
             bounds=(0.0, 1.0)),
@@ -131,6 +131,11 @@ def measure(name: str) -> Measure:
     entry with its name as label, so a table from a newer version still draws."""
     name = METRIC_ALIASES.get(name, name)
     return MEASURES.get(name) or Measure(name, name.replace("_", " "), ())
+
+
+def measures_of(comparison: str) -> tuple[str, ...]:
+    """The metrics a comparison kind reports, in registry order (what the probe computes and the report draws)."""
+    return tuple(name for name, m in MEASURES.items() if comparison in m.comparisons)
 
 
 def method_label(method: str) -> str:

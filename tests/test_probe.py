@@ -4,6 +4,7 @@ base weights read once and left bit-identical, reuse of saved representations, i
 value, the seed noise floor, figures redrawn from metrics.csv alone, and the CLI's bad inputs."""
 
 import json
+import math
 import os
 import shutil
 
@@ -127,6 +128,15 @@ def test_every_comparison_is_in_the_table(probed):
     assert set(df.loc[df["checkpoint"] == "base", "method"]) == {"base"}
     assert (df["n"] == 12).all()
     assert df["ci_low"].isna().all()  # no --bootstrap: no intervals, NaN rather than made up
+
+
+def test_every_row_is_in_the_registry_and_within_its_bounds(probed, seeds):
+    for df in (probed.metrics, seeds.metrics):
+        for metric, comparison, value in zip(df["metric"], df["comparison"], df["value"]):
+            entry = results.MEASURES[metric]
+            assert comparison in entry.comparisons, (metric, comparison)
+            low, high = entry.bounds
+            assert math.isnan(value) or low - 1e-9 <= value <= high + 1e-9, (metric, value)
 
 
 def test_run_settings_come_from_run_json(probed, runs):

@@ -36,14 +36,14 @@ from reprtools.report.style import (
     width_inches,
     wrap_to,
 )
-from reprtools.results import CROSSLINGUAL, SEPARABILITY, SHIFT, measure
+from reprtools.results import CROSSLINGUAL, SEPARABILITY, SHIFT, measure, measures_of
 
 if TYPE_CHECKING:
     import pandas as pd
     from matplotlib.figure import Figure
 
 #: The separability measures, in panel order.
-SEPARABILITY_METRICS = ("silhouette", "probe_accuracy", "davies_bouldin", "fisher_ratio")
+SEPARABILITY_METRICS = measures_of(SEPARABILITY)
 _GID = "reprtools-heatmap"
 
 
