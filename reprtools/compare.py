@@ -105,7 +105,8 @@ class _Table:
 
     def add_floor(self, method: str, comparison: str, reference: str, fn: Callable, arrays, pair_values,
                   *, layer: int, lang: str) -> dict:
-        value, low, high = self.floor_resampler.interval("dissimilarity", fn, *arrays)
+        value, low, high = self.floor_resampler.interval("dissimilarity", fn, *arrays,
+                                                          value=float(np.mean(pair_values)))
         row = {"checkpoint": "", "method": method, "comparison": comparison, "reference": reference, "layer": layer,
                "lang": lang, "metric": "dissimilarity", "value": float(value),
                "ci_low": min(low, *pair_values), "ci_high": max(high, *pair_values),
