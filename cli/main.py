@@ -19,12 +19,13 @@ def cli() -> None:
 
 
 def _register() -> None:
-    from reprtools_cli import budget, probe, train
+    from reprtools_cli import budget, evaluate, probe, train
 
     cli.add_command(train.train)
     cli.add_command(budget.budget)
     cli.add_command(probe.probe)
     cli.add_command(probe.heatmap)
+    cli.add_command(evaluate.evaluate)
 
 
 _register()

@@ -1,0 +1,30 @@
+"""``reprtools eval``: parse the options and call :mod:`reprtools.evaluate`."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.command("eval")
+@click.argument("checkpoints", nargs=-1, required=True)
+@click.option("--task", default="xnli", show_default=True, help="The task to score (xnli).")
+@click.option("--data", "-d", required=True, help="Folder with dev-{lang}.tsv files (premise, hypothesis, label).")
+@click.option("--langs", "-l", default="en,hi", show_default=True, help="Comma-separated ISO 639 codes.")
+@click.option("--limit", default=None, type=int, help="Score at most N held-out items per language.")
+@click.option("--output-dir", "-o", default=None, help="Where to write [default: FIRST_CHECKPOINT/eval].")
+@click.option("--bootstrap", default=1000, show_default=True, type=int,
+              help="Paired bootstrap resamples over items for the intervals (0: none).")
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed for the resampling.")
+@click.option("--batch-size", "-b", default=8, show_default=True, type=int, help="Requests per forward pass.")
+@click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:N, mps.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress output.")
+def evaluate(checkpoints, quiet: bool, **options) -> None:
+    """Score the base model and each CHECKPOINT (a reprtools run or a PEFT adapter directory) on the held-out
+    XNLI items in the training prompt format, with lm-evaluation-harness; write scores.csv, items/ and eval.json."""
+    from reprtools.evaluate import EvalOptions, evaluate as run_eval
+
+    result = run_eval(EvalOptions(checkpoints=list(checkpoints), progress=not quiet, **options))
+    for row in result.scores.itertuples():
+        click.echo(f"reprtools:   {row.checkpoint} {row.lang} ({row.role}): accuracy {row.value:.3f} "
+                   f"[{row.ci_low:.3f}, {row.ci_high:.3f}] over {row.n} items")
+    click.echo(f"reprtools: scores in {result.scores_csv}")

@@ -1,0 +1,133 @@
+"""`reprtools eval` on XNLI with checkpoints of every method (tiny model): the rows of scores.csv, accuracies that
+agree with the per-item files, intervals that bracket their value, roles, the held-out items only, eval.json, and
+the CLI's bad inputs (one line, nothing written)."""
+
+import json
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from reprtools import results
+from reprtools.adapters import METHODS
+from reprtools.data.xnli import LABELS, heldout_rows
+from reprtools.evaluate import EvalOptions, evaluate
+from reprtools.train import TrainOptions, train
+from reprtools_cli.main import main
+
+ROWS = 30  # 6 held out per language (holdout 0.2)
+
+
+def _xnli_dir(root):
+    root.mkdir()
+    for lang, (p, h) in {"en": ("A cat {} sat.", "A cat {} is here."),
+                         "hi": ("बिल्ली {} बैठी।", "बिल्ली {} यहाँ है।")}.items():
+        lines = [f"{p.format(i)}\t{h.format(i)}\t{LABELS[i % 3]}\n" for i in range(ROWS)]
+        (root / f"dev-{lang}.tsv").write_text("".join(lines), encoding="utf-8")
+    return root
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("eval")
+    os.environ["REPRTOOLS_CACHE"] = str(tmp_path_factory.getbasetemp() / "cache")
+    for method in METHODS:
+        train(TrainOptions(output_dir=str(root / method), model="tiny-llama", method=method, max_steps=2,
+                           num_examples=16, progress=False))
+    return root, _xnli_dir(root / "xnli")
+
+
+@pytest.fixture(scope="module")
+def evaluated(setup):
+    root, data = setup
+    return evaluate(EvalOptions(checkpoints=[str(root / m) for m in METHODS], data=str(data), langs="en,hi",
+                                output_dir=str(root / "out"), bootstrap=200, progress=False))
+
+
+def test_rows_roles_and_schema(evaluated):
+    df = results.read_results(evaluated.scores_csv)
+    assert list(df.columns) == list(results.COLUMNS)
+    assert len(df) == (1 + len(METHODS)) * 2
+    assert set(df["checkpoint"]) == {"base", *METHODS}
+    assert (df["comparison"] == results.EVALUATION).all() and (df["task"] == "xnli").all()
+    assert (df["metric"] == "accuracy").all() and np.allclose(df["chance"], 1 / 3)
+    base = df[df["checkpoint"] == "base"]
+    assert (base["role"] == "reference").all() and (base["target_lang"] == "").all()
+    runs = df[df["checkpoint"] != "base"]
+    assert (runs["target_lang"] == "hi").all()  # the training default
+    assert (runs.loc[runs["lang"] == "hi", "role"] == "transfer").all()
+    assert (runs.loc[runs["lang"] == "en", "role"] == "retention").all()
+    assert set(runs["method"]) == set(METHODS)
+
+
+def test_accuracy_is_mean_of_items_and_only_heldout_items(evaluated):
+    df = evaluated.scores
+    held = heldout_rows(ROWS, 0.2, 0)
+    for row in df.itertuples():
+        path = evaluated.output_dir / "items" / row.checkpoint / f"{row.lang}.jsonl"
+        items = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+        assert {it["id"] for it in items} == {f"xnli-{row.lang}-{r}" for r in held}
+        for it in items:
+            assert it["correct"] == (it["pred"] == it["target"])
+            assert it["target"] == int(it["id"].rsplit("-", 1)[1]) % 3  # the label written in the TSV
+        assert row.n == len(items) == len(held)
+        assert row.value == pytest.approx(np.mean([it["correct"] for it in items]))
+
+
+def test_intervals_bracket_and_are_bootstrap(evaluated):
+    df = evaluated.scores
+    assert (df["interval"] == "bootstrap").all()
+    assert ((df["ci_low"] <= df["value"]) & (df["value"] <= df["ci_high"])).all()
+    assert ((df["ci_low"] >= 0) & (df["ci_high"] <= 1)).all()
+
+
+def test_eval_json(evaluated, setup):
+    info = json.loads((evaluated.output_dir / "eval.json").read_text(encoding="utf-8"))
+    for key in ("lm_eval_version", "tasks", "prompt_template", "limit", "model_fingerprint", "adapter_fingerprints"):
+        assert key in info
+    assert info["format"] == "instruct" and info["limit"] is None
+    assert set(info["tasks"]) == {"xnli_en_local", "xnli_hi_local"}
+    import hashlib
+    for task in info["tasks"].values():
+        assert hashlib.sha256(task["yaml"].encode()).hexdigest() == task["sha256"]
+        assert "multiple_choice" in task["yaml"]
+    assert set(info["adapter_fingerprints"]) == set(METHODS)
+
+
+def test_limit(setup, tmp_path):
+    root, data = setup
+    res = evaluate(EvalOptions(checkpoints=[str(root / "lora")], data=str(data), langs="hi", limit=2,
+                               output_dir=str(tmp_path / "o"), bootstrap=0, progress=False))
+    assert list(res.scores["n"]) == [2, 2] and res.scores["ci_low"].isna().all()
+    assert (res.scores["interval"] == "").all()
+
+
+@pytest.mark.parametrize("args, words", [
+    (["--task", "tydiqa"], "unknown task"),
+    (["--langs", "en,sw"], "'sw'"),
+    (["--limit", "0"], "--limit"),
+    (["--data", "MISSING"], "MISSING"),
+])
+def test_cli_bad_input_one_line_nothing_written(setup, tmp_path, capsys, args, words):
+    root, data = setup
+    out = tmp_path / "out"
+    argv = ["eval", str(root / "lora"), "--data", str(data), "-o", str(out), "-q", *args]
+    if args[0] == "--data":
+        argv = ["eval", str(root / "lora"), "--data", str(tmp_path / "MISSING"), "-o", str(out), "-q"]
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("reprtools: error:") and "\n" not in err and words in err
+    assert not out.exists()
+
+
+def test_cli_runs(setup, tmp_path, capsys):
+    root, data = setup
+    with pytest.raises(SystemExit) as exc:
+        main(["eval", str(root / "lora"), "--data", str(data), "-o", str(tmp_path / "o"), "-q", "--limit", "3",
+              "--bootstrap", "50"])
+    assert exc.value.code == 0
+    assert len(pd.read_csv(tmp_path / "o" / "scores.csv")) == 4
+    assert "accuracy" in capsys.readouterr().out
