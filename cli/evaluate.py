@@ -16,7 +16,7 @@ import click
               help="Paired bootstrap resamples over items for the intervals (0: none).")
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed for the resampling.")
 @click.option("--batch-size", "-b", default=8, show_default=True, type=int, help="Requests per forward pass.")
-@click.option("--device", default="cpu", show_default=True, help="cpu, cuda, cuda:N, mps.")
+@click.option("--device", default="auto", show_default=True, help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N, mps.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
 def evaluate(checkpoints, quiet: bool, **options) -> None:
     """Score the base model and each CHECKPOINT (a reprtools run or a PEFT adapter directory) on the held-out

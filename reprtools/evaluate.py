@@ -48,7 +48,7 @@ class EvalOptions:
     bootstrap: int = 1000
     seed: int = 0
     batch_size: int = 8
-    device: str = "cpu"
+    device: str = "auto"
     progress: bool = True
 
 
@@ -142,6 +142,7 @@ def evaluate(opts: EvalOptions) -> EvalResult:
     from peft import PeftModel
 
     from reprtools import results
+    from reprtools.capture import resolve_device
     from reprtools.checkpoints import read_checkpoints
     from reprtools.eval_tasks import write_tasks
     from reprtools.fileio import write_json
@@ -154,10 +155,10 @@ def evaluate(opts: EvalOptions) -> EvalResult:
     out = Path(opts.output_dir) if opts.output_dir else checkpoints[0].path / "eval"
     boot = {lang: shared_bootstrap(len(its), opts.bootstrap, seed=opts.seed) if opts.bootstrap and len(its) >= 2
             else None for lang, its in items.items()}
-    loaded = load_model(checkpoints[0].base, device=opts.device)
+    loaded = load_model(checkpoints[0].base, device=str(resolve_device(opts.device)))
     model, tokenizer = loaded.model, loaded.tokenizer
     model.eval()
-    rows = []
+    rows, scored = [], {}
     with write_tasks(items) as tasks:
         for ck in [None, *checkpoints]:
             name = "base" if ck is None else ck.name
@@ -169,8 +170,10 @@ def evaluate(opts: EvalOptions) -> EvalResult:
             run_cols = {} if ck is None else ck.run_columns()
             rows += _rows(name, "base" if ck is None else ck.method, run_cols,
                           None if ck is None else ck.settings.get("lang"), per_lang, boot)
-            _write_items(out, name, per_lang)
+            scored[name] = per_lang
         task_info = {t.name: {"yaml": t.yaml, "sha256": t.sha256} for t in tasks.values()}
+    for name, per_lang in scored.items():  # written only once every model is scored
+        _write_items(out, name, per_lang)
     scores = results.frame(rows)
     scores_csv = results.write_results(scores, out / "scores.csv")
     summary = {"task": opts.task, "format": FORMAT, "lm_eval_version": lm_eval.__version__, "tasks": task_info,

@@ -131,3 +131,55 @@ def test_cli_runs(setup, tmp_path, capsys):
     assert exc.value.code == 0
     assert len(pd.read_csv(tmp_path / "o" / "scores.csv")) == 4
     assert "accuracy" in capsys.readouterr().out
+
+
+def _own_predictions(model, tok, lang, data):
+    """Argmax over the label words of sum log p(word | training prompt), written out with plain torch."""
+    import torch
+
+    from reprtools.data.prompts import format_prompt
+    from reprtools.data.xnli import read_xnli
+
+    preds = {}
+    for ex in read_xnli(data, [lang], part="heldout"):
+        ctx = list(tok(format_prompt(ex))["input_ids"])
+        scores = []
+        for word in LABELS:
+            cont = list(tok(word, add_special_tokens=False)["input_ids"])
+            with torch.no_grad():
+                logits = model(torch.tensor([ctx + cont])).logits[0].double()
+            logp = torch.log_softmax(logits, dim=-1)
+            scores.append(sum(float(logp[len(ctx) - 1 + i, t]) for i, t in enumerate(cont)))
+        preds[ex.id] = int(np.argmax(scores))
+    return preds
+
+
+def test_predictions_match_an_independent_loglikelihood(evaluated, setup):
+    from peft import PeftModel
+
+    from reprtools.checkpoints import read_checkpoint
+    from reprtools.models import load_model
+
+    root, data = setup
+    ck = read_checkpoint(root / "lora")
+    loaded = load_model(ck.base)
+    for name, model in (("base", loaded.model), ("lora", None)):
+        if model is None:
+            model = PeftModel.from_pretrained(loaded.model, str(ck.adapter_dir))
+        model.eval()
+        for lang in ("en", "hi"):
+            path = evaluated.output_dir / "items" / name / f"{lang}.jsonl"
+            ours = {it["id"]: it["pred"] for it in map(json.loads, path.read_text(encoding="utf-8").splitlines())}
+            assert ours == _own_predictions(model, loaded.tokenizer, lang, str(data))
+
+
+def test_order_of_checkpoints_does_not_change_scores(evaluated, setup, tmp_path):
+    """Each adapter is unloaded back to the untouched base: scoring in reverse order gives the same items."""
+    root, data = setup
+    names = ["vera", "adalora", "lora"]
+    res = evaluate(EvalOptions(checkpoints=[str(root / n) for n in names], data=str(data), langs="en",
+                               output_dir=str(tmp_path / "rev"), bootstrap=0, progress=False))
+    for name in ["base", *names]:
+        a = (evaluated.output_dir / "items" / name / "en.jsonl").read_text(encoding="utf-8")
+        b = (res.output_dir / "items" / name / "en.jsonl").read_text(encoding="utf-8")
+        assert a == b
