@@ -22,8 +22,12 @@ from reprtools.data.xnli import LABELS
 
 @dataclass(frozen=True)
 class LocalTask:
+    """One generated task: its name, YAML text and the sha256 of the items file it reads (the YAML names a
+    temporary path, so the items' hash is what identifies the data across runs)."""
+
     name: str
     yaml: str
+    items_sha256: str
 
     @property
     def sha256(self) -> str:
@@ -64,11 +68,11 @@ def write_tasks(items: dict[str, list]):
         for lang, examples in items.items():
             name = f"xnli_{lang}_local"
             data_file = root / f"{name}.jsonl"
-            data_file.write_text("".join(
-                json.dumps({"id": ex.id, "prompt": format_prompt(ex), "label": LABELS.index(ex.output)},
-                           ensure_ascii=False) + "\n" for ex in examples), encoding="utf-8")
+            body = "".join(json.dumps({"id": ex.id, "prompt": format_prompt(ex), "label": LABELS.index(ex.output)},
+                                      ensure_ascii=False) + "\n" for ex in examples).encode("utf-8")
+            data_file.write_bytes(body)
             text = task_yaml(name, data_file)
             (root / f"{name}.yaml").write_text(text, encoding="utf-8")
-            tasks[lang] = LocalTask(name, text)
+            tasks[lang] = LocalTask(name, text, hashlib.sha256(body).hexdigest())
         tasks.manager = TaskManager(include_path=str(root))
         yield tasks

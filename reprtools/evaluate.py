@@ -39,6 +39,10 @@ HOLDOUT, HOLDOUT_SEED = 0.2, 0
 
 @dataclass
 class EvalOptions:
+    """What ``reprtools eval`` is asked: checkpoints (run or adapter directories of one base model), the task and
+    its data folder, languages, at most ``limit`` items per language, where to write, the paired bootstrap
+    (``bootstrap`` resamples, 0 for none, drawn with ``seed``), the harness batch size and the device."""
+
     checkpoints: list[str]
     data: str
     task: str = "xnli"
@@ -54,6 +58,8 @@ class EvalOptions:
 
 @dataclass
 class EvalResult:
+    """Where the outputs are, the scores (results schema), the ``scores.csv`` path and ``eval.json``'s content."""
+
     output_dir: Path
     scores: object  # pandas DataFrame in the results schema
     scores_csv: Path
@@ -171,7 +177,8 @@ def evaluate(opts: EvalOptions) -> EvalResult:
             rows += _rows(name, "base" if ck is None else ck.method, run_cols,
                           None if ck is None else ck.settings.get("lang"), per_lang, boot)
             scored[name] = per_lang
-        task_info = {t.name: {"yaml": t.yaml, "sha256": t.sha256} for t in tasks.values()}
+        task_info = {t.name: {"yaml": t.yaml, "sha256": t.sha256, "items_sha256": t.items_sha256}
+                     for t in tasks.values()}
     for name, per_lang in scored.items():  # written only once every model is scored
         _write_items(out, name, per_lang)
     scores = results.frame(rows)

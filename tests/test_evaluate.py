@@ -91,7 +91,7 @@ def test_eval_json(evaluated, setup):
     import hashlib
     for task in info["tasks"].values():
         assert hashlib.sha256(task["yaml"].encode()).hexdigest() == task["sha256"]
-        assert "multiple_choice" in task["yaml"]
+        assert "multiple_choice" in task["yaml"] and len(task["items_sha256"]) == 64
     assert set(info["adapter_fingerprints"]) == set(METHODS)
 
 
