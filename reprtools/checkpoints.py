@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from itertools import combinations
 from pathlib import Path
@@ -181,3 +182,21 @@ def cross_seed_pairs(a: list[Checkpoint], b: list[Checkpoint]) -> list[tuple[Che
 
 def seed_pairs(members: list[Checkpoint]) -> list[tuple[Checkpoint, Checkpoint]]:
     return list(combinations(members, 2))
+
+
+@contextmanager
+def adapter_on(model, checkpoint: Checkpoint | None):
+    """``model`` itself (``checkpoint`` None) or ``model`` wrapped with the checkpoint's adapter, unwrapped again on
+    exit.  ``unload()`` removes the adapter layers without merging them, so ``model`` is the base again, bit for
+    bit; one ``PeftModel`` holds one tuner type, so moving between LoRA-family, VeRA and AdaLoRA checkpoints takes
+    an unload and a fresh wrap, not ``load_adapter``.  The probe and eval both read the base weights once this way."""
+    if checkpoint is None:
+        yield model
+        return
+    from peft import PeftModel
+
+    wrapped = PeftModel.from_pretrained(model, str(checkpoint.adapter_dir), is_trainable=False)
+    try:
+        yield wrapped
+    finally:
+        wrapped.unload()  # returns ``model``, the same object, with its original modules back

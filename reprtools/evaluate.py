@@ -1,7 +1,7 @@
 """``reprtools eval``: task accuracy of the base model and each checkpoint, scored by lm-evaluation-harness.
 
 The base weights are read from disk once; the base is scored as it is, then each checkpoint is wrapped on that
-same base (``PeftModel.from_pretrained``) and unwrapped again (``unload()``), as :mod:`reprtools.representations`
+same base and unwrapped again (:func:`reprtools.checkpoints.adapter_on`), as :mod:`reprtools.representations`
 does.  Scoring is lm-evaluation-harness's own multiple-choice log-likelihood comparison, run in-process on the
 model already in memory (:mod:`reprtools.eval_tasks` writes the task YAML it reads).
 
@@ -148,11 +148,9 @@ def evaluate(opts: EvalOptions) -> EvalResult:
     """Score the base model and every checkpoint of ``opts`` on held-out XNLI; write ``scores.csv``,
     ``items/`` and ``eval.json``.  Bad input raises :class:`ReprtoolsError` before anything is written."""
     import lm_eval
-    from peft import PeftModel
-
     from reprtools import results
     from reprtools.capture import resolve_device
-    from reprtools.checkpoints import read_checkpoints
+    from reprtools.checkpoints import adapter_on, read_checkpoints
     from reprtools.eval_tasks import write_tasks
     from reprtools.fileio import write_json
     from reprtools.measures.resampling import shared_bootstrap
@@ -172,10 +170,8 @@ def evaluate(opts: EvalOptions) -> EvalResult:
         for ck in [None, *checkpoints]:
             name = "base" if ck is None else ck.name
             _say(opts, f"scoring {name} on {', '.join(items)}")
-            wrapped = model if ck is None else PeftModel.from_pretrained(model, str(ck.adapter_dir), is_trainable=False)
-            per_lang = _score(wrapped, tokenizer, tasks, opts)
-            if ck is not None:
-                model = wrapped.unload()
+            with adapter_on(model, ck) as wrapped:
+                per_lang = _score(wrapped, tokenizer, tasks, opts)
             run_cols = {} if ck is None else ck.run_columns()
             rows += _rows(name, "base" if ck is None else ck.method, run_cols,
                           None if ck is None else ck.settings.get("lang"), per_lang, boot)

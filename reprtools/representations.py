@@ -23,7 +23,7 @@ from typing import Callable
 
 import numpy as np
 
-from reprtools.checkpoints import Checkpoint
+from reprtools.checkpoints import Checkpoint, adapter_on
 from reprtools.fileio import atomic_path
 
 
@@ -78,7 +78,7 @@ def is_cached(path: Path, key: str) -> bool:
 
 class _BaseModel:
     """The base model, read from disk on first use only (a probe whose representations are all cached never
-    loads it), and wrapped with one adapter at a time."""
+    loads it)."""
 
     def __init__(self, load: Callable[[], object]):
         self._load = load
@@ -90,14 +90,6 @@ class _BaseModel:
             self.model = self._load()
             self.loads += 1
         return self.model
-
-    def wrapped(self, checkpoint: Checkpoint):
-        from peft import PeftModel
-
-        return PeftModel.from_pretrained(self.plain(), str(checkpoint.adapter_dir), is_trainable=False)
-
-    def unwrap(self, peft_model) -> None:
-        self.model = peft_model.unload()
 
 
 def collect(rep_dir: Path, checkpoints: list[Checkpoint], sentences: dict[str, list[str]], model_fp: str,
@@ -118,8 +110,7 @@ def collect(rep_dir: Path, checkpoints: list[Checkpoint], sentences: dict[str, l
         todo = [lang for lang in sentences if not is_cached(paths[lang], keys[lang])]
         if todo:
             tokenizer = tokenizer or load_tokenizer()
-            model = base.plain() if ck is None else base.wrapped(ck)
-            try:
+            with adapter_on(base.plain(), ck) as model:
                 for lang in todo:
                     if progress:
                         print(f"reprtools: capturing {name} / {lang} ({len(sentences[lang])} sentences)",
@@ -128,8 +119,5 @@ def collect(rep_dir: Path, checkpoints: list[Checkpoint], sentences: dict[str, l
                                      batch_size=settings.batch_size, max_length=settings.max_length, device=device,
                                      progress=progress)
                     save_representations(paths[lang], layers, keys[lang])
-            finally:
-                if ck is not None:
-                    base.unwrap(model)
         reps[name] = {lang: load_representations(paths[lang]) for lang in sentences}
     return reps, base.loads
