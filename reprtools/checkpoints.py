@@ -128,6 +128,14 @@ def read_checkpoint(path: str | os.PathLike) -> Checkpoint:
     return Checkpoint(name, p, adapter_dir, method, str(base), settings, training)
 
 
+def output_dir(given: str | os.PathLike | None, first: Checkpoint, default: str) -> Path:
+    """Where a command writes: ``given``, else ``FIRST_CHECKPOINT/default``; an existing file there is an error."""
+    out = (Path(given).expanduser() if given else first.path / default).resolve()
+    if out.exists() and not out.is_dir():
+        raise ReprtoolsError(f"--output-dir {out} exists and is not a directory")
+    return out
+
+
 def _same_base(a: str, b: str) -> bool:
     pa, pb = Path(a).expanduser(), Path(b).expanduser()
     if pa.exists() and pb.exists():

@@ -150,7 +150,7 @@ def evaluate(opts: EvalOptions) -> EvalResult:
     import lm_eval
     from reprtools import results
     from reprtools.capture import resolve_device
-    from reprtools.checkpoints import adapter_on, read_checkpoints
+    from reprtools.checkpoints import adapter_on, output_dir, read_checkpoints
     from reprtools.eval_tasks import write_tasks
     from reprtools.fileio import write_json
     from reprtools.measures.resampling import shared_bootstrap
@@ -159,7 +159,7 @@ def evaluate(opts: EvalOptions) -> EvalResult:
     _check(opts)
     checkpoints = read_checkpoints(opts.checkpoints)
     items = _items(opts)
-    out = Path(opts.output_dir) if opts.output_dir else checkpoints[0].path / "eval"
+    out = output_dir(opts.output_dir, checkpoints[0], "eval")
     boot = {lang: shared_bootstrap(len(its), opts.bootstrap, seed=opts.seed) if opts.bootstrap and len(its) >= 2
             else None for lang, its in items.items()}
     loaded = load_model(checkpoints[0].base, device=str(resolve_device(opts.device)))

@@ -88,18 +88,10 @@ def _check_options(opts: ProbeOptions) -> None:
                              f"got {opts.max_sentences}")
 
 
-def _output_dir(opts: ProbeOptions, first) -> Path:
-    out = Path(opts.output_dir).expanduser() if opts.output_dir else first.path / "probe"
-    out = out.resolve()
-    if out.exists() and not out.is_dir():
-        raise ReprtoolsError(f"--output-dir {out} exists and is not a directory")
-    return out
-
-
 def probe(opts: ProbeOptions) -> ProbeResult:
     """Collect representations, compute metrics, write outputs (see the module docstring)."""
     from reprtools.capture import resolve_device
-    from reprtools.checkpoints import read_checkpoints, seed_groups
+    from reprtools.checkpoints import output_dir, read_checkpoints, seed_groups
     from reprtools.data import load_parallel
     from reprtools.languages import parse_langs
     from reprtools.models import fingerprint, load_tokenizer, resolve_model
@@ -115,7 +107,7 @@ def probe(opts: ProbeOptions) -> ProbeResult:
         raise ReprtoolsError(f"{opts.data} gives {n} sentences per language; the measures need at least {MIN_SENTENCES}")
     device = resolve_device(opts.device)
     dtype, dtype_name = _torch_dtype(opts.dtype, device)
-    out = _output_dir(opts, checkpoints[0])
+    out = output_dir(opts.output_dir, checkpoints[0], "probe")
 
     resolved = resolve_model(checkpoints[0].base)
     source = str(resolved.path) if resolved.path is not None else resolved.reload_id

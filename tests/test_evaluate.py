@@ -191,3 +191,14 @@ def test_order_of_checkpoints_does_not_change_scores(evaluated, setup, tmp_path)
         a = (evaluated.output_dir / "items" / name / "en.jsonl").read_text(encoding="utf-8")
         b = (res.output_dir / "items" / name / "en.jsonl").read_text(encoding="utf-8")
         assert a == b
+
+
+def test_an_output_path_that_is_a_file_is_one_line(setup, tmp_path, capsys):
+    root, data = setup
+    taken = tmp_path / "taken"
+    taken.write_text("not a directory")
+    with pytest.raises(SystemExit) as exc:
+        main(["eval", str(root / "lora"), "--data", str(data), "-o", str(taken), "-q"])
+    err = capsys.readouterr().err.strip()
+    assert exc.value.code == 2 and err.startswith("reprtools: error:") and "\n" not in err
+    assert "not a directory" in err and taken.read_text() == "not a directory"
