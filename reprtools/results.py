@@ -6,8 +6,8 @@ One row is one number:
 * **what was measured** -- ``checkpoint`` (the run's name, ``base`` for the base model, empty for a row that
   summarises several runs), ``method``, ``comparison`` (one of :data:`COMPARISONS`: nothing is inferred from
   which columns happen to be empty), ``reference`` (what the checkpoint is compared with: ``base``, another
-  checkpoint, another method), ``module`` (a weight matrix, for weights), ``task`` and ``role`` (for
-  evaluation: e.g. ``xnli``, ``transfer`` / ``retention``), ``layer`` (0 = embedding output, i = block i; -1 where
+  checkpoint, another method), ``module`` (a weight matrix, for weights), ``task``, ``format`` and ``role`` (for
+  evaluation: e.g. ``xnli``, ``instruct`` / ``harness``, ``transfer`` / ``retention``), ``layer`` (0 = embedding output, i = block i; -1 where
   a number has no layer), ``lang`` and ``lang_b`` (``lang_b`` for language pairs; ``en+hi+bn`` for a number over
   several languages), ``metric`` (a name in :data:`MEASURES`);
 * **the number** -- ``value`` on its natural scale (scores and accuracies as fractions in [0, 1]), ``ci_low`` and
@@ -36,11 +36,11 @@ if TYPE_CHECKING:  # pandas is imported lazily: `import reprtools` stays fast
     import pandas as pd
 
 # ------------------------------------------------------------------------------------------------ columns
-MEASURE_COLUMNS = ("checkpoint", "method", "comparison", "reference", "module", "task", "role", "layer", "lang",
-                   "lang_b", "metric", "value", "ci_low", "ci_high", "interval", "n", "chance")
+MEASURE_COLUMNS = ("checkpoint", "method", "comparison", "reference", "module", "task", "format", "role", "layer",
+                   "lang", "lang_b", "metric", "value", "ci_low", "ci_high", "interval", "n", "chance")
 RUN_COLUMNS = ("model", "target_lang", "ratio", "seed")
 COLUMNS = MEASURE_COLUMNS + RUN_COLUMNS
-_TEXT = ("checkpoint", "method", "comparison", "reference", "module", "task", "role", "lang", "lang_b", "metric",
+_TEXT = ("checkpoint", "method", "comparison", "reference", "module", "task", "format", "role", "lang", "lang_b", "metric",
          "interval", "model", "target_lang")
 _FLOAT = ("value", "ci_low", "ci_high", "chance", "ratio")
 _INT = ("layer", "n", "seed")
@@ -115,6 +115,10 @@ MEASURES: Mapping[str, Measure] = MappingProxyType({m.name: m for m in (
     Measure("fisher_ratio", "Fisher ratio", (SEPARABILITY,), bounds=(0.0, math.inf), log_scale_ok=True),
     Measure("dissimilarity", "1 \u2212 debiased linear CKA", (SEED_FLOOR, METHODS), lower_is_better=True,
             bounds=(-1.0, 2.0), identity=0.0),
+    Measure("accuracy", "Accuracy", (EVALUATION,), bounds=(0.0, 1.0), identity=1.0),
+    Measure("exact_match", "Exact match", (EVALUATION,), bounds=(0.0, 1.0), identity=1.0),
+    Measure("f1", "Token F1", (EVALUATION,), bounds=(0.0, 1.0), identity=1.0),
+    Measure("squad_f1", "Token F1 (SQuAD v1.1 normalisation)", (EVALUATION,), bounds=(0.0, 1.0), identity=1.0),
     Measure("exceeds_seed_floor", "Method difference beyond both seed floors (1 = yes)", (METHODS,),
             bounds=(0.0, 1.0)),
 )})
