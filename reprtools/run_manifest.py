@@ -5,8 +5,11 @@ Keys (all always present; ``budget_match`` and ``saved_rank`` may be ``null``):
 * ``method``, ``rank`` (after ``--match-budget``), ``saved_rank`` (PiSSA: ``2 r``), ``peft_config`` (as saved),
   ``final_rank_per_module`` (AdaLoRA: after pruning), ``trainable_params`` (peft's count), ``base_params``,
   ``trainable_percent`` (of the base), ``budget_match``, ``notes``;
-* ``data``: the mix (``base_lang``, ``target_lang``, ``ratio``, ``total``, ``seed``, ``counts``, ``ids_sha256``),
-  ``max_length`` and ``source`` (the files read, with sha256);
+* ``data``: the mix (``base_lang``, ``target_lang``, ``ratio``, ``total``, ``seed``, ``counts``, ``ids_sha256``,
+  ``content_sha256``: the sorted content hash of every training example, see :mod:`reprtools.data.overlap`, by
+  which ``reprtools eval`` refuses items the run trained on; absent in runs written before it was recorded),
+  ``max_length`` and ``source`` (the files read, with sha256, and the split parameters: ``split``, ``holdout``
+  and the split's own ``seed``);
 * ``seed`` and ``seed_draws`` (what the seed draws: the data sample, its order, the adapter's initialisation and
   dropout);
 * ``base_model``: ``name`` as given, ``name_or_path`` (what the adapter reloads on), ``kind``,

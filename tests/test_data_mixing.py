@@ -52,7 +52,8 @@ def test_ids_hash_and_manifest():
     expected = hashlib.sha256("\n".join(sorted(ex.id for ex in m.examples)).encode()).hexdigest()
     assert m.ids_sha256 == expected
     assert m.to_dict() == {"base_lang": "en", "target_lang": "sw", "ratio": 0.01, "total": 200, "seed": 3,
-                           "counts": {"en": 198, "sw": 2}, "ids_sha256": expected}
+                           "counts": {"en": 198, "sw": 2}, "ids_sha256": expected,
+                           "content_sha256": m.to_dict()["content_sha256"]}
     assert mix(DATA, "sw", 0.1, 200, seed=3).ids_sha256 != expected
 
 

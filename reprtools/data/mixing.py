@@ -14,6 +14,7 @@ import random
 from dataclasses import dataclass, field
 from typing import Iterable
 
+from reprtools.data.overlap import content_sha256
 from reprtools.data.records import Example, ids_sha256
 from reprtools.errors import ReprtoolsError
 from reprtools.languages import check_lang
@@ -24,7 +25,9 @@ class Mix:
     """A mixed training set and what describes it in a run manifest.
 
     ``examples`` are shuffled; ``counts`` is ``{base_lang: n_base, target_lang: n_target}``; ``ids_sha256`` is
-    the sha256 of the sorted chosen ids joined by ``"\\n"``.
+    the sha256 of the sorted chosen ids joined by ``"\\n"``; ``content_sha256`` is the sorted
+    :func:`~reprtools.data.overlap.content_sha256` of every chosen example (one per example, repeats kept), so
+    evaluation can refuse items the run trained on (:func:`~reprtools.data.overlap.check_heldout`).
     """
 
     examples: list[Example] = field(repr=False)
@@ -35,6 +38,7 @@ class Mix:
     seed: int
     base_lang: str
     target_lang: str
+    content_sha256: tuple[str, ...] = field(default=(), repr=False)
 
     def to_dict(self) -> dict:
         """Everything but the examples, for a manifest."""
@@ -46,6 +50,7 @@ class Mix:
             "seed": self.seed,
             "counts": dict(self.counts),
             "ids_sha256": self.ids_sha256,
+            "content_sha256": list(self.content_sha256),
         }
 
 
@@ -117,4 +122,5 @@ def mix(examples: Iterable[Example], target_lang: str, ratio: float, total: int,
         chosen.extend(pool[:n])
     random.Random(f"reprtools-mix:{seed}:order").shuffle(chosen)
     return Mix(examples=chosen, counts=counts, ids_sha256=ids_sha256(chosen), ratio=ratio, total=total,
-               seed=seed, base_lang=base, target_lang=target)
+               seed=seed, base_lang=base, target_lang=target,
+               content_sha256=tuple(sorted(content_sha256(ex) for ex in chosen)))
