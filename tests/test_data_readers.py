@@ -314,7 +314,8 @@ def test_real_demo_files_are_well_formed():
 def test_load_examples_dispatch(tmp_path, tydiqa_dir, xnli_dir):
     tydiqa = load_examples(f"tydiqa:{tydiqa_dir}", langs="en,te")
     assert isinstance(tydiqa, Dataset) and tydiqa.kind == "tydiqa"
-    assert tydiqa.counts() == {"en": 3, "te": 1} and tydiqa.params == {"langs": ["en", "te"], "split": "train"}
+    assert tydiqa.counts() == {"en": 3, "te": 1} and tydiqa.params == {"langs": ["en", "te"], "split": "train",
+                                                                   "holdout": 0.2, "seed": 0}
     assert [f.path.rsplit("/", 1)[1] for f in tydiqa.files] == ["english_tydiqa_train.json",
                                                                  "telugu_tydiqa_dev.json"]
     assert load_examples(str(tydiqa_dir), split="dev").counts() == {"en": 2, "sw": 2, "te": 1}

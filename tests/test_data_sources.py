@@ -94,8 +94,8 @@ def test_splits_are_checked_against_what_the_source_declares(tmp_path):
         load_examples("demo", split="dev")
     assert "split 'dev' applies only to tydiqa, xnli, hf:tydiqa and hf:xnli data; demo data is used whole" in \
         one_line_error(err)
-    with pytest.raises(ReprtoolsError, match="unknown tydiqa split 'heldout'; use train or dev"):
-        load_examples(f"tydiqa:{tmp_path}", split="heldout")
+    with pytest.raises(ReprtoolsError, match="unknown tydiqa split 'all'; use train or heldout or dev"):
+        load_examples(f"tydiqa:{tmp_path}", split="all")
     with pytest.raises(ReprtoolsError, match="unknown xnli split 'dev'; use train or heldout or all"):
         load_examples(f"xnli:{tmp_path}", split="dev")
     assert len(load_examples("demo", langs="en", split="all")) > 0

@@ -79,7 +79,8 @@ SOURCES: tuple[Source, ...] = (
            examples=lambda spec, arg, q: load_demo(spec, q.langs),
            parallel=lambda arg, langs: demo_parallel(langs)),
     Source("tydiqa", "DIR", "TyDiQA-GoldP files {language}_tydiqa_{train,dev}.json",
-           examples=lambda spec, arg, q: load_tydiqa(spec, arg, q.langs, q.split), splits=TYDIQA_SPLITS,
+           examples=lambda spec, arg, q: load_tydiqa(spec, arg, q.langs, q.split, q.holdout, q.seed),
+           splits=TYDIQA_SPLITS,
            recognise=lambda p: _holds(p, "*_tydiqa_*.json")),
     Source("xnli", "DIR", "XNLI files dev-{lang}.tsv (and train-/test-{lang}.tsv)",
            examples=lambda spec, arg, q: load_xnli(spec, arg, q.langs, q.split, q.holdout, q.seed),
@@ -173,9 +174,11 @@ def load_examples(spec: str | os.PathLike, *, langs=None, split: str | None = No
     """Training examples of ``spec`` (see :data:`SOURCES`) for ``langs`` (default: all present; each given
     language must be present), as a :class:`Dataset` with the files read (with sha256) and the parameters used.
 
-    ``split`` is ``"train"`` (default) or ``"dev"`` for TyDiQA, ``"train"`` (default), ``"heldout"`` or
-    ``"all"`` for XNLI (``holdout`` and ``seed`` shape that split, see :mod:`reprtools.data.xnli`); demo and
-    JSONL data are always used whole.  Bad input raises :class:`ReprtoolsError`.
+    ``split`` is ``"train"`` (default), ``"heldout"`` or ``"dev"`` for TyDiQA, ``"train"`` (default),
+    ``"heldout"`` or ``"all"`` for XNLI; ``"heldout"`` never shares an item with ``"train"``.  ``holdout`` and
+    ``seed`` shape the split of a file that is split (an XNLI dev file, a TyDiQA dev file of a language without a
+    train file; see :mod:`reprtools.data.xnli`, :mod:`reprtools.data.tydiqa`); they are the split's own, not a
+    run's ``--seed``.  Demo and JSONL data are always used whole.  Bad input raises :class:`ReprtoolsError`.
     """
     codes = parse_langs(langs) if langs is not None else None
     spec, source, arg = resolve(spec, EXAMPLES)
