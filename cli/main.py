@@ -20,12 +20,14 @@ def cli() -> None:
 
 def _register() -> None:
     from reprtools_cli import budget, evaluate, probe, train
+    from reprtools_cli import weights
 
     cli.add_command(train.train)
     cli.add_command(budget.budget)
     cli.add_command(probe.probe)
     cli.add_command(probe.heatmap)
     cli.add_command(evaluate.evaluate)
+    cli.add_command(weights.weights)
 
 
 _register()

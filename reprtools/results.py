@@ -121,6 +121,17 @@ MEASURES: Mapping[str, Measure] = MappingProxyType({m.name: m for m in (
     Measure("squad_f1", "Token F1 (SQuAD v1.1 normalisation)", (EVALUATION,), bounds=(0.0, 1.0), identity=1.0),
     Measure("exceeds_seed_floor", "Method difference beyond both seed floors (1 = yes)", (METHODS,),
             bounds=(0.0, 1.0)),
+    Measure("update_norm_relative", "\u2016\u0394W\u2016 / \u2016W\u2016", (WEIGHTS,), lower_is_better=True,
+            bounds=(0.0, math.inf), identity=0.0, log_scale_ok=True),
+    Measure("update_stable_rank", "Stable rank of \u0394W", (WEIGHTS,), bounds=(1.0, math.inf)),
+    Measure("update_effective_rank", "Effective rank of \u0394W", (WEIGHTS,), bounds=(1.0, math.inf)),
+    Measure("amplification_factor", "Amplification factor", (WEIGHTS,), bounds=(0.0, math.inf), log_scale_ok=True),
+    Measure("intruder_dimensions", "Intruder dimensions", (WEIGHTS,), lower_is_better=True,
+            bounds=(0.0, math.inf), identity=0.0),
+    Measure("subspace_similarity_out", "Update subspace similarity (output side)", (WEIGHTS,), bounds=(0.0, 1.0),
+            identity=1.0),
+    Measure("subspace_similarity_in", "Update subspace similarity (input side)", (WEIGHTS,), bounds=(0.0, 1.0),
+            identity=1.0),
 )})
 
 #: Metric names written by earlier versions -> today's name.

@@ -85,23 +85,20 @@ def matrix_svd(M: Any, *, dtype: Any = None) -> tuple[torch.Tensor, torch.Tensor
 
 
 def top_singular_vectors(M: Any, k: int, *, niter: int = 6, oversample: int = 10, dtype: Any = None,
-                         seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                         seed: int = 0, exact_below: int = 256) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The top-``k`` singular triplets ``(U, S, V)`` of ``M``: Halko, Martinsson & Tropp's randomized SVD
     (``torch.svd_lowrank`` with ``k + oversample`` columns and ``niter`` power iterations), or the exact SVD where
-    that sketch would cover most of the matrix anyway.  ``seed`` fixes the random sketch."""
+    the matrix is small (``min(shape) <= exact_below``) or the sketch would cover much of it anyway: there the exact
+    SVD is faster.  ``seed`` fixes the random sketch."""
     (m,) = _tensors({"M": M}, dtype)
     k = min(int(k), *m.shape)
     q = k + oversample
-    if 2 * q >= min(m.shape):
+    if min(m.shape) <= max(exact_below, 4 * q):
         u, s, vh = torch.linalg.svd(m, full_matrices=False)
         return u[:, :k], s[:k], vh[:k].T
-    state = torch.random.get_rng_state() if m.device.type == "cpu" else None
-    torch.manual_seed(seed)
-    try:
+    with torch.random.fork_rng(devices=[m.device] if m.device.type == "cuda" else []):  # the caller's RNG untouched
+        torch.manual_seed(seed)
         u, s, v = torch.svd_lowrank(m, q=q, niter=niter)
-    finally:
-        if state is not None:
-            torch.random.set_rng_state(state)
     return u[:, :k], s[:k], v[:, :k]
 
 
@@ -198,7 +195,7 @@ def subspace_similarity(U_a: Any, U_b: Any, i: int | None = None, j: int | None 
     if not (1 <= i <= a.shape[1] and 1 <= j <= b.shape[1]):
         raise ReprtoolsError(f"i={i}, j={j} must lie in 1..{a.shape[1]} and 1..{b.shape[1]}")
     overlap = torch.linalg.norm(a[:, :i].T @ b[:, :j]).double() ** 2
-    return float(overlap / min(i, j))
+    return min(max(float(overlap / min(i, j)), 0.0), 1.0)  # rounding can overshoot 1 by an ulp or two
 
 
 def numerical_rank(S: Any, rtol: float = 1e-5) -> int:

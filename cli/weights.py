@@ -1,0 +1,35 @@
+"""``reprtools weights``: parse the options and call :func:`reprtools.weights.weights`."""
+
+from __future__ import annotations
+
+import click
+
+
+@click.command()
+@click.argument("checkpoints", nargs=-1, required=True)
+@click.option("--output-dir", "-o", default=None, help="Where to write [default: FIRST_CHECKPOINT/weights].")
+@click.option("--top-k", default=10, show_default=True, type=int,
+              help="Intruder dimensions: how many top singular vectors of W + \u0394W to examine "
+                   "(Shuttleworth et al., 2024).")
+@click.option("--threshold", default=0.5, show_default=True, type=float,
+              help="Intruder dimensions: a singular vector of W + \u0394W whose largest |cosine| with W's singular "
+                   "vectors is below this is an intruder.")
+@click.option("--device", default="auto", show_default=True, help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N, mps.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress output.")
+def weights(checkpoints, output_dir, top_k: int, threshold: float, device: str, quiet: bool) -> None:
+    """Measure how each CHECKPOINT's adapter changes the weight matrices of its base (a reprtools run or a PEFT
+    adapter directory; LoRA, DoRA, VeRA, AdaLoRA or PiSSA): relative update norm, stable and effective rank,
+    amplification factor and intruder dimensions per module, and the subspace similarity of every pair of
+    checkpoints' updates."""
+    from pathlib import Path
+
+    from reprtools.weights import weights as run_weights
+
+    table = run_weights(list(checkpoints), output_dir, top_k=top_k, threshold=threshold, device=device,
+                        progress=not quiet)
+    norms = table[(table["reference"] == "base") & (table["metric"] == "update_norm_relative")]
+    modules = norms.groupby("checkpoint", sort=False)["value"]
+    click.echo(f"reprtools: {modules.ngroups} checkpoint(s), {modules.size().max()} adapted modules each; "
+               f"{len(table)} numbers in {Path(table.attrs['output_dir']) / 'weights.csv'}")
+    for name, value in modules.mean().items():
+        click.echo(f"reprtools:   {name}: mean \u2016\u0394W\u2016/\u2016W\u2016 {value:.4g}")

@@ -1,0 +1,339 @@
+"""``reprtools weights``: how each adapter changes the weight matrices themselves.
+
+For every adapted module of every checkpoint, the update ``ΔW`` (so that the merged weight is ``W + ΔW``) is read
+exactly from the adapter as peft loads it on its base, in the orientation of ``torch.nn.Linear`` (out, in):
+
+* LoRA and PiSSA (saved converted for the original base, a rank-2r LoRA): ``ΔW = s · B A`` with peft's scaling
+  ``s`` (``alpha / r``, or ``alpha / √r`` with rsLoRA, per-module rank and alpha patterns included);
+* VeRA (Kopiczko et al., 2024): ``ΔW = diag(λ_b) B_shared[:out] diag(λ_d) A_shared[:, :in]``;
+* AdaLoRA (Zhang et al., 2023): ``ΔW = B (A ⊙ E) · alpha / ranknum`` with the singular-value vector ``E`` of
+  the ranks kept after pruning (peft resizes a saved AdaLoRA to them on load);
+* DoRA (Liu et al., 2024): ``W' = m / ‖W + s B A‖_row ⊙ (W + s B A)`` (the magnitude ``m`` rescales every output
+  row), so ``ΔW = W' − W`` is materialised -- the only method whose update is not a low-rank product.
+
+Factored updates stay factored: their SVDs come from :func:`reprtools.measures.weights.factored_svd`.  The
+measures (:mod:`reprtools.measures.weights`) are computed per module; the base weight's singular vectors, which
+the intruder-dimension count compares with, are computed once per base and reused for every checkpoint.
+
+Rows go to ``weights.csv`` in the shared results schema (:mod:`reprtools.results`) with ``comparison`` =
+``weights``: ``module`` names the matrix by its role (``q``, ``k``, ``v``, ``o``, ``gate``, ``up``, ``down``; any
+other name, e.g. a fused ``qkv_proj`` or ``gate_up_proj``, as it is) and ``layer`` is the block's index + 1, the
+numbering of the probe's hidden states (layer i is the output of block i), so a weight change and the
+representation shift it causes share a layer number.  Rows against another checkpoint (``reference``) give the
+subspace similarity of the two updates' singular directions.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import time
+from dataclasses import dataclass
+from itertools import combinations
+from typing import TYPE_CHECKING
+
+import torch
+
+from reprtools.errors import ReprtoolsError
+from reprtools.measures import weights as mw
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+ROLES = {"q_proj": "q", "k_proj": "k", "v_proj": "v", "o_proj": "o", "gate_proj": "gate", "up_proj": "up",
+         "down_proj": "down"}
+ROLE_ORDER = ("q", "k", "v", "o", "gate", "up", "down")
+_BLOCK = re.compile(r"(?:^|\.)(?:layers|h|blocks|block|layer)\.(\d+)\.")
+
+
+def module_role(name: str) -> tuple[int, str]:
+    """``(layer, role)`` of a module path such as ``model.layers.3.self_attn.q_proj`` -> ``(4, "q")``: the block's
+    index + 1 (the probe's layer numbering; -1 outside the blocks) and the role, or the last name as it is."""
+    match = _BLOCK.search(name)
+    layer = int(match.group(1)) + 1 if match else -1
+    last = name.rsplit(".", 1)[-1]
+    return layer, ROLES.get(last, last)
+
+
+# ---------------------------------------------------------------------------------------------------- updates
+@dataclass
+class Update:
+    """``ΔW`` of one adapted module, (out, in): the factors ``B`` (out, r) and ``A`` (r, in) with ``ΔW = B A``, or
+    ``dense`` where the method's update is not a low-rank product (DoRA).  ``rank`` is the adapter's rank r."""
+
+    name: str
+    layer: int
+    module: str
+    rank: int
+    B: torch.Tensor | None = None
+    A: torch.Tensor | None = None
+    dense: torch.Tensor | None = None
+
+    def matrix(self) -> torch.Tensor:
+        """``ΔW`` formed (for tests and small modules; the measures use :meth:`svd`)."""
+        return self.dense if self.dense is not None else self.B @ self.A
+
+    def svd(self, dtype=torch.float64) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        if self.dense is not None:
+            return mw.matrix_svd(self.dense, dtype=dtype)
+        return mw.factored_svd(self.B, self.A, dtype=dtype)
+
+
+def _base_matrix(layer) -> torch.Tensor:
+    """The base weight in (out, in) orientation (GPT-2 style Conv1D layers store it transposed)."""
+    weight = layer.get_base_layer().weight.detach()
+    return weight.T if getattr(layer, "fan_in_fan_out", False) else weight
+
+
+def _lora_factors(layer, adapter: str) -> tuple[torch.Tensor, torch.Tensor]:
+    scaling = float(layer.scaling[adapter])
+    return layer.lora_B[adapter].weight.detach() * scaling, layer.lora_A[adapter].weight.detach()
+
+
+def _dora_update(layer, adapter: str, B: torch.Tensor, A: torch.Tensor) -> torch.Tensor:
+    """DoRA's merged weight less the base, as peft merges it: ``m / ‖W + BA‖_row`` scales each output row."""
+    weight = _base_matrix(layer)
+    dtype = torch.float64 if weight.device.type == "cpu" else torch.float32
+    w = weight.to(dtype)
+    combined = w + B.to(dtype) @ A.to(dtype)
+    magnitude = layer.lora_magnitude_vector[adapter].weight.detach().to(dtype).reshape(-1)
+    return (magnitude / torch.linalg.vector_norm(combined, dim=1))[:, None] * combined - w
+
+
+def _vera_factors(layer, adapter: str) -> tuple[torch.Tensor, torch.Tensor]:
+    out_features, in_features = _base_matrix(layer).shape
+    B = layer.vera_B[adapter][:out_features, :].detach()
+    A = layer.vera_A[adapter][:, :in_features].detach()
+    lambda_b = layer.vera_lambda_b[adapter].detach()
+    lambda_d = layer.vera_lambda_d[adapter].detach()
+    return lambda_b[:, None] * B, lambda_d[:, None] * A
+
+
+def _adalora_factors(layer, adapter: str) -> tuple[torch.Tensor, torch.Tensor]:
+    # the same 1e-5 that peft's SVDLinear.get_delta_weight adds, so the update is exactly what peft merges
+    scale = float(layer.scaling[adapter]) / (float(layer.ranknum[adapter]) + 1e-5)
+    A = layer.lora_A[adapter].detach() * layer.lora_E[adapter].detach()
+    return layer.lora_B[adapter].detach() * scale, A
+
+
+def _layer_update(name: str, layer, adapter: str) -> Update:
+    from peft.tuners.adalora.layer import AdaLoraLayer
+    from peft.tuners.lora.layer import LoraLayer
+    from peft.tuners.vera.layer import VeraLayer
+
+    layer_index, role = module_role(name)
+    if _base_matrix(layer).ndim != 2:
+        raise ReprtoolsError(f"{name} is not a linear layer; reprtools weights measures linear layers only")
+    if isinstance(layer, AdaLoraLayer):
+        B, A = _adalora_factors(layer, adapter)
+    elif isinstance(layer, VeraLayer):
+        B, A = _vera_factors(layer, adapter)
+    elif isinstance(layer, LoraLayer):
+        B, A = _lora_factors(layer, adapter)
+        if layer.use_dora.get(adapter, False):
+            return Update(name, layer_index, role, A.shape[0], dense=_dora_update(layer, adapter, B, A))
+    else:
+        raise ReprtoolsError(f"{name}: adapter layer {type(layer).__name__} is not one of LoRA, DoRA, PiSSA, VeRA "
+                             "or AdaLoRA")
+    return Update(name, layer_index, role, A.shape[0], B=B, A=A)
+
+
+def read_updates(peft_model, adapter: str = "default") -> list[Update]:
+    """Every adapted linear module's :class:`Update` in a ``PeftModel`` (module order)."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    updates = []
+    for name, module in peft_model.named_modules():
+        if isinstance(module, BaseTunerLayer) and adapter in getattr(module, "active_adapters", [adapter]):
+            short = name.removeprefix("base_model.model.")
+            updates.append(_layer_update(short, module, adapter))
+    if not updates:
+        raise ReprtoolsError("the adapter adapts no linear layer of its base model")
+    return updates
+
+
+def base_weights(model, names) -> dict[str, torch.Tensor]:
+    """The base weights (out, in) of the modules ``names`` of an unwrapped model."""
+    modules = dict(model.named_modules())
+    out = {}
+    for name in names:
+        module = modules.get(name)
+        if module is None or getattr(module, "weight", None) is None:
+            raise ReprtoolsError(f"the base model has no weight matrix {name}; is this checkpoint for another base?")
+        weight = module.weight.detach()
+        out[name] = weight.T if type(module).__name__ == "Conv1D" else weight
+    return out
+
+
+# --------------------------------------------------------------------------------------------------- measures
+@dataclass
+class ModuleMeasures:
+    """One checkpoint's update of one module, measured: rows for the table and the update's top-r singular
+    directions (kept for the between-checkpoint comparison)."""
+
+    update: Update
+    values: dict[str, float]
+    spectrum: torch.Tensor
+    U: torch.Tensor
+    V: torch.Tensor
+
+
+def _dtype_for(device: torch.device) -> torch.dtype:
+    return torch.float64 if device.type == "cpu" else torch.float32
+
+
+def base_vectors(weight: torch.Tensor) -> torch.Tensor:
+    """``W``'s left singular vectors (all of them, as Shuttleworth et al. compare with), computed once per base."""
+    U, _, _ = mw.matrix_svd(weight, dtype=_dtype_for(weight.device))
+    return U
+
+
+def measure_update(update: Update, weight: torch.Tensor, vectors: torch.Tensor, top_k: int = mw.INTRUDER_TOP_K,
+                   threshold: float = mw.INTRUDER_THRESHOLD) -> ModuleMeasures:
+    """Every per-module measure of ``update`` on its base ``weight`` (``vectors``: :func:`base_vectors` of it).
+
+    A zero update (an untrained or fully pruned module) has only its norm (0) and no intruders: the ratios that
+    divide by its spectrum are undefined and left out."""
+    dtype = _dtype_for(weight.device)
+    U, S, V = update.svd(dtype)
+    w = weight.to(dtype)
+    values = {"update_norm_relative": mw.relative_update_norm(S, w)}
+    r = min(update.rank, mw.numerical_rank(S))
+    if r > 0:
+        values["update_stable_rank"] = mw.stable_rank(S)
+        values["update_effective_rank"] = mw.effective_rank(S)
+        values["amplification_factor"] = mw.amplification_factor(w, U[:, :r], S, V[:, :r])
+    tuned, _, _ = mw.top_singular_vectors(w + update.matrix().to(dtype), top_k, dtype=dtype)
+    values["intruder_dimensions"] = float(mw.intruder_dimensions(tuned, vectors, threshold))
+    return ModuleMeasures(update, values, S, U[:, :r], V[:, :r])
+
+
+def _row(ck, m: Update, metric: str, value: float, reference: str = "base", n=None) -> dict:
+    from reprtools import results as R
+
+    return {"checkpoint": ck.name, "method": ck.method, "comparison": R.WEIGHTS, "reference": reference,
+            "module": m.module, "layer": m.layer, "metric": metric, "value": value, "n": n, **ck.run_columns()}
+
+
+def measure_rows(ck, measured: list[ModuleMeasures], top_k: int) -> list[dict]:
+    """The table rows of one checkpoint against its base."""
+    rows = []
+    for mm in measured:
+        for metric, value in mm.values.items():
+            n = top_k if metric == "intruder_dimensions" else mm.update.rank
+            rows.append(_row(ck, mm.update, metric, value, n=n))
+    return rows
+
+
+def similarity_rows(a, b, measured_a: list[ModuleMeasures], measured_b: list[ModuleMeasures]) -> list[dict]:
+    """Hu et al.'s φ between two checkpoints' updates, per module present in both: the spans of their top-r left
+    (output, ``_out``) and right (input, ``_in``) singular vectors, r each update's own rank."""
+    by_name = {mm.update.name: mm for mm in measured_b}
+    rows = []
+    for ma in measured_a:
+        mb = by_name.get(ma.update.name)
+        if mb is None or not ma.U.shape[1] or not mb.U.shape[1]:
+            continue
+        n = min(ma.U.shape[1], mb.U.shape[1])
+        rows.append(_row(a, ma.update, "subspace_similarity_out", mw.subspace_similarity(ma.U, mb.U), b.name, n))
+        rows.append(_row(a, ma.update, "subspace_similarity_in", mw.subspace_similarity(ma.V, mb.V), b.name, n))
+    return rows
+
+
+def spectrum_frame(ck, measured: list[ModuleMeasures], top: int = 64) -> "pd.DataFrame":
+    """The leading singular values of every update (``spectra.csv``): checkpoint, module path, layer, role,
+    index (1 = largest) and value."""
+    import pandas as pd
+
+    rows = [{"checkpoint": ck.name, "method": ck.method, "name": mm.update.name, "layer": mm.update.layer,
+             "module": mm.update.module, "index": i + 1, "singular_value": float(s)}
+            for mm in measured for i, s in enumerate(mm.spectrum[:top].tolist())]
+    return pd.DataFrame(rows)
+
+
+# ----------------------------------------------------------------------------------------------------- command
+def _check_options(top_k, threshold) -> None:
+    if not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1:
+        raise ReprtoolsError(f"--top-k must be a positive integer (the paper's default is {mw.INTRUDER_TOP_K}), "
+                             f"got {top_k!r}")
+    if not isinstance(threshold, (int, float)) or not 0.0 < threshold < 1.0:
+        raise ReprtoolsError(f"--threshold must lie in (0, 1) (the paper's default is {mw.INTRUDER_THRESHOLD}), "
+                             f"got {threshold!r}")
+
+
+def _load_base(name: str, device: torch.device):
+    from transformers import AutoModelForCausalLM
+
+    from reprtools.models import resolve_model
+
+    resolved = resolve_model(name)
+    source = str(resolved.path) if resolved.path is not None else resolved.reload_id
+    try:
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32)
+    except OSError as exc:
+        raise ReprtoolsError(f"could not load the base model '{name}': {str(exc).splitlines()[0]}") from None
+    return model.to(device).eval()
+
+
+def _measure_checkpoint(model, ck, bases: dict, top_k: int, threshold: float) -> list[ModuleMeasures]:
+    """Wrap ``model`` with ``ck``, read and measure every update; ``bases`` caches each module's base weight and
+    singular vectors across checkpoints (filled on first use)."""
+    from reprtools.checkpoints import adapter_on
+
+    with adapter_on(model, ck) as wrapped:
+        updates = read_updates(wrapped)
+    measured = []
+    for update in updates:
+        if update.name not in bases:
+            (weight,) = base_weights(model, [update.name]).values()
+            bases[update.name] = (weight, base_vectors(weight))
+        weight, vectors = bases[update.name]
+        measured.append(measure_update(update, weight, vectors, top_k, threshold))
+    return measured
+
+
+def weights(checkpoints, output_dir=None, *, top_k: int = mw.INTRUDER_TOP_K,
+            threshold: float = mw.INTRUDER_THRESHOLD, device: str = "auto", progress: bool = False) -> "pd.DataFrame":
+    """Measure every adapted module of each checkpoint (paths or :class:`~reprtools.checkpoints.Checkpoint`) on
+    their shared base, and the subspace similarity of every pair of checkpoints' updates; write ``weights.csv``
+    (the results schema), ``spectra.csv`` and ``weights.json`` to ``output_dir`` (default
+    ``FIRST_CHECKPOINT/weights``) and return the table.
+
+    ``top_k`` and ``threshold``: how many of ``W + ΔW``'s top singular vectors the intruder count examines and the
+    cosine below which one is an intruder (Shuttleworth et al., 2024; defaults :data:`INTRUDER_TOP_K`,
+    :data:`INTRUDER_THRESHOLD`).  ``table.attrs["output_dir"]`` says where the files went."""
+    import pandas as pd
+
+    from reprtools import results as R
+    from reprtools.capture import resolve_device
+    from reprtools.checkpoints import Checkpoint, output_dir as out_dir_for, read_checkpoints
+    from reprtools.fileio import atomic_path, write_json
+
+    started = time.time()
+    _check_options(top_k, threshold)
+    checkpoints = read_checkpoints([ck.path if isinstance(ck, Checkpoint) else ck for ck in checkpoints or []])
+    out = out_dir_for(output_dir, checkpoints[0], "weights")
+    dev = resolve_device(device)
+    model = _load_base(checkpoints[0].base, dev)
+    bases: dict = {}
+    measured, rows, spectra = {}, [], []
+    with torch.no_grad():
+        for ck in checkpoints:
+            if progress:
+                print(f"reprtools: weights of {ck.name}", file=sys.stderr, flush=True)
+            measured[ck.name] = _measure_checkpoint(model, ck, bases, top_k, threshold)
+            rows += measure_rows(ck, measured[ck.name], top_k)
+            spectra.append(spectrum_frame(ck, measured[ck.name]))
+        for a, b in combinations(checkpoints, 2):
+            rows += similarity_rows(a, b, measured[a.name], measured[b.name])
+    table = R.frame(rows)
+    R.write_results(table, out / "weights.csv")
+    with atomic_path(out / "spectra.csv") as tmp:
+        pd.concat(spectra, ignore_index=True).to_csv(tmp, index=False, float_format="%.9g")
+    write_json(out / "weights.json", {
+        "base_model": checkpoints[0].base, "device": str(dev), "top_k": top_k, "threshold": threshold,
+        "checkpoints": [{"name": ck.name, "method": ck.method, "seed": ck.seed, "path": str(ck.path),
+                         "modules": len(measured[ck.name])} for ck in checkpoints],
+        "seconds": round(time.time() - started, 2)})
+    table.attrs["output_dir"] = str(out)
+    return table

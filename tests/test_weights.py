@@ -1,0 +1,176 @@
+"""`reprtools weights` on tiny adapters of all five methods: each method's ΔW equals peft's merged minus unmerged
+weights; the table's rows are in the results schema and the registry's bounds, with numbers that agree with an
+independent float64 recomputation from the merged weights; an adapter compared with a copy of itself has subspace
+similarity 1; and the CLI's bad inputs end in one line."""
+
+import copy
+import os
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from reprtools import results
+from reprtools.adapters import METHODS
+from reprtools.checkpoints import read_checkpoint
+from reprtools.errors import ReprtoolsError
+from reprtools.train import TrainOptions, train
+from reprtools.weights import base_weights, module_role, read_updates, weights
+from reprtools_cli.main import main
+
+
+def _train(root, name, method, seed=0):
+    train(TrainOptions(output_dir=str(root / name), model="tiny-llama", method=method, max_steps=2,
+                       num_examples=16, learning_rate=2e-2, seed=seed, progress=False))
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    root = tmp_path_factory.mktemp("wruns")
+    os.environ["REPRTOOLS_CACHE"] = str(tmp_path_factory.getbasetemp() / "cache")
+    for method in METHODS:
+        _train(root, method, method)
+    shutil.copytree(root / "lora", root / "lora-copy")
+    return root
+
+
+@pytest.fixture(scope="module")
+def base(runs):
+    from transformers import AutoModelForCausalLM
+
+    ck = read_checkpoint(runs / "lora")
+    return AutoModelForCausalLM.from_pretrained(ck.base, dtype=torch.float32).eval()
+
+
+@pytest.fixture(scope="module")
+def table(runs, tmp_path_factory):
+    out = tmp_path_factory.mktemp("weights")
+    names = list(METHODS) + ["lora-copy"]
+    return out, weights([runs / n for n in names], out, device="cpu")
+
+
+def _merged(base, ck):
+    from peft import PeftModel
+
+    wrapped = PeftModel.from_pretrained(copy.deepcopy(base), str(ck.adapter_dir))
+    return wrapped, {n: m.weight.detach() for n, m in wrapped.merge_and_unload().named_modules()
+                     if isinstance(m, torch.nn.Linear)}
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_update_is_merged_minus_unmerged(runs, base, method):
+    from peft import PeftModel
+
+    ck = read_checkpoint(runs / method)
+    updates = read_updates(PeftModel.from_pretrained(copy.deepcopy(base), str(ck.adapter_dir)))
+    _, merged = _merged(base, ck)
+    unmerged = base_weights(base, [u.name for u in updates])
+    assert len(updates) == 2 * 7  # 2 blocks x all-linear
+    assert {u.module for u in updates} == {"q", "k", "v", "o", "gate", "up", "down"}
+    assert {u.layer for u in updates} == {1, 2}
+    for u in updates:
+        expected = merged[u.name].double() - unmerged[u.name].double()
+        got = u.matrix().double()
+        assert float(expected.abs().max()) > 0, f"{method} {u.name}: the adapter did not train"
+        # merged weights are float32: their rounding (~1e-7 of |W|) bounds the agreement
+        tol = 5e-6 * float(unmerged[u.name].abs().max())
+        assert float((got - expected).abs().max()) < tol, (method, u.name)
+        assert (u.dense is not None) == (method == "dora")  # factored unless the method forces materialising
+
+
+def test_module_role():
+    assert module_role("model.layers.3.self_attn.q_proj") == (4, "q")
+    assert module_role("model.layers.0.mlp.down_proj") == (1, "down")
+    assert module_role("model.layers.11.self_attn.qkv_proj") == (12, "qkv_proj")
+    assert module_role("transformer.h.2.mlp.gate_up_proj") == (3, "gate_up_proj")
+    assert module_role("lm_head") == (-1, "lm_head")
+
+
+def test_table_schema_registry_and_files(table):
+    out, df = table
+    assert list(df.columns) == list(results.COLUMNS)
+    assert set(df["comparison"]) == {results.WEIGHTS}
+    for metric, rows in df.groupby("metric"):
+        entry = results.MEASURES[metric]
+        assert results.WEIGHTS in entry.comparisons
+        assert rows["value"].between(*entry.bounds).all(), metric
+    again = results.read_results(out / "weights.csv")
+    pd.testing.assert_frame_equal(again, df)
+    spectra = pd.read_csv(out / "spectra.csv")
+    assert set(spectra["checkpoint"]) == set(df["checkpoint"])
+    assert (spectra.groupby(["checkpoint", "name"])["singular_value"].apply(lambda s: s.is_monotonic_decreasing)).all()
+    assert (out / "weights.json").is_file()
+    own = df[df["reference"] == "base"]
+    assert set(own["layer"]) == {1, 2} and len(own[own.metric == "update_norm_relative"]) == 6 * 14
+
+
+def test_numbers_agree_with_the_merged_weights(runs, base, table):
+    _, df = table
+    for method in METHODS:
+        ck = read_checkpoint(runs / method)
+        _, merged = _merged(base, ck)
+        name = "model.layers.1.mlp.up_proj"
+        W = base.get_submodule(name).weight.detach().double().numpy()
+        D = merged[name].double().numpy() - W
+        row = df[(df.checkpoint == method) & (df.reference == "base") & (df.layer == 2) & (df.module == "up")]
+        value = dict(zip(row.metric, row.value))
+        ref_norm = np.linalg.norm(D) / np.linalg.norm(W)
+        assert value["update_norm_relative"] == pytest.approx(ref_norm, rel=1e-4)
+        s = np.linalg.svd(D, compute_uv=False)
+        if method != "dora":  # DoRA's full-rank update: its trailing spectrum is float32 rounding in the reference
+            assert value["update_stable_rank"] == pytest.approx((s ** 2).sum() / s[0] ** 2, rel=1e-3)
+        # intruders: the top 10 left singular vectors of W + ΔW against all of W's, |cos| < 0.5
+        u_tuned = np.linalg.svd(W + D)[0][:, :10]
+        u_base = np.linalg.svd(W)[0]
+        ref = int((np.abs(u_base.T @ u_tuned).max(axis=0) < 0.5).sum())
+        assert value["intruder_dimensions"] == ref
+
+
+def test_subspace_similarity_rows(table):
+    _, df = table
+    pair = df[(df.reference == "lora-copy") & (df.checkpoint == "lora")]
+    assert len(pair) == 2 * 14
+    np.testing.assert_allclose(pair["value"], 1.0, atol=1e-9)  # the same update: identical spans
+    others = df[(df.comparison == results.WEIGHTS) & ~df.reference.isin(["base", "lora-copy"])]
+    assert len(others) and (others["value"] < 1 - 1e-6).all()  # different adapters learn different directions
+
+
+def test_bad_options(runs, tmp_path):
+    with pytest.raises(ReprtoolsError, match="top-k"):
+        weights([runs / "lora"], tmp_path, top_k=0)
+    with pytest.raises(ReprtoolsError, match="threshold"):
+        weights([runs / "lora"], tmp_path, threshold=1.5)
+    with pytest.raises(ReprtoolsError, match="at least one"):
+        weights([], tmp_path)
+
+
+def _cli(capsys, *args):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["weights", *map(str, args)])
+    return exit_info.value.code, capsys.readouterr()
+
+
+@pytest.mark.parametrize("case", ["missing", "file", "not-adapter", "output-file", "top-k", "threshold"])
+def test_cli_bad_inputs_are_one_line(runs, tmp_path, capsys, case):
+    afile = tmp_path / "afile.txt"
+    afile.write_text("x")
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    args = {"missing": [tmp_path / "nope"], "file": [afile], "not-adapter": [empty],
+            "output-file": [runs / "lora", "-o", afile], "top-k": [runs / "lora", "--top-k", "0"],
+            "threshold": [runs / "lora", "--threshold", "2"]}[case]
+    code, captured = _cli(capsys, *args)
+    assert code != 0
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("reprtools: error: ") and "Traceback" not in captured.err
+    assert not list(tmp_path.glob("**/weights.csv"))
+
+
+def test_cli_writes_the_table(runs, tmp_path, capsys):
+    code, captured = _cli(capsys, runs / "vera", runs / "adalora", "-o", tmp_path / "w", "-q")
+    assert code == 0
+    df = results.read_results(tmp_path / "w" / "weights.csv")
+    assert set(df["checkpoint"]) == {"vera", "adalora"}
+    assert "weights.csv" in captured.out
