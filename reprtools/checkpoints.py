@@ -58,6 +58,7 @@ class Checkpoint:
     base: str
     settings: dict = field(default_factory=dict, hash=False, compare=False)
     training: dict = field(default_factory=dict, hash=False, compare=False)
+    data: dict = field(default_factory=dict, hash=False, compare=False)  # run.json's "data": what it trained on
 
     @property
     def seed(self) -> int | None:
@@ -115,17 +116,18 @@ def read_checkpoint(path: str | os.PathLike) -> Checkpoint:
             "give the directory `reprtools train -o` wrote, or its adapter/ folder"
         )
     config = _read_json(adapter_dir / "adapter_config.json")
-    method, settings, training = method_from_peft_config(config), {}, {}
+    method, settings, training, data = method_from_peft_config(config), {}, {}, {}
     if run_file.is_file():
         run = _read_json(run_file)
         method = run.get("method", method)
         settings = dict(run.get("options") or {})
         settings.setdefault("seed", run.get("seed"))
         training = dict(run.get("training") or {})
+        data = dict(run.get("data") or {})
     base = config.get("base_model_name_or_path")
     if not base:
         raise ReprtoolsError(f"{adapter_dir} does not name its base model (base_model_name_or_path is empty)")
-    return Checkpoint(name, p, adapter_dir, method, str(base), settings, training)
+    return Checkpoint(name, p, adapter_dir, method, str(base), settings, training, data)
 
 
 def output_dir(given: str | os.PathLike | None, first: Checkpoint, default: str) -> Path:

@@ -95,7 +95,7 @@ def test_eval_json(evaluated, setup):
     for key in ("lm_eval_version", "tasks", "prompt_template", "limit", "model_fingerprint", "adapter_fingerprints"):
         assert key in info
     assert info["format"] == "instruct" and info["limit"] is None
-    assert set(info["tasks"]) == {"xnli_en_local", "xnli_hi_local"}
+    assert set(info["tasks"]) == {"xnli_en_instruct_local", "xnli_hi_instruct_local"}
     import hashlib
     for task in info["tasks"].values():
         assert hashlib.sha256(task["yaml"].encode()).hexdigest() == task["sha256"]
@@ -112,7 +112,9 @@ def test_limit(setup, tmp_path):
 
 
 @pytest.mark.parametrize("args, words", [
-    (["--task", "tydiqa"], "unknown task"),
+    (["--task", "no_such_task"], "unknown task"),
+    (["--format", "chat"], "--format"),
+    (["--batch-size", "0"], "--batch-size"),
     (["--langs", "en,sw"], "'sw'"),
     (["--limit", "0"], "--limit"),
     (["--data", "MISSING"], "MISSING"),
