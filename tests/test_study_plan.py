@@ -1,0 +1,118 @@
+"""The plan: cells, stable training keys from the training settings only, one shared ratio-0 run per
+(model, task, method, seed), eval and probe keys of their own, and the dry run's compute estimate."""
+
+import hashlib
+import json
+import textwrap
+
+import pytest
+
+import reprtools
+from reprtools.study.plan import make_plan, parameter_count, settings_key, train_tokens
+from reprtools.study.spec import read_spec
+
+SPEC = """
+[study]
+name = "p"
+models = ["tiny-llama"]
+methods = ["lora", "dora"]
+ratios = [0, 0.1, 0.5]
+seeds = [0, 1]
+num_examples = 20
+
+[[tasks]]
+name = "demo"
+data = "demo"
+langs = ["hi", "sw"]
+
+[train]
+max_steps = 3
+save_steps = 50
+
+[eval]
+enabled = false
+
+[probe]
+data = "demo"
+max_sentences = 8
+"""
+
+
+def _plan(tmp_path, old="", new="", name="s.toml"):
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(SPEC.replace(old, new, 1)), encoding="utf-8")
+    return make_plan(read_spec(path))
+
+
+def _keys(plan):
+    return {(r.method, r.ratio, r.seed, r.targets): r.key for r in plan.runs}
+
+
+def test_cells_and_ratio_zero_sharing(tmp_path):
+    plan = _plan(tmp_path)
+    assert len(plan.cells) == 2 * 3 * 2 * 2  # methods x ratios x seeds x languages
+    # ratio 0: one run per (method, seed) serving both languages; ratio > 0: one run per language
+    assert len(plan.runs) == 2 * 2 * (1 + 2 * 2)
+    zero = [r for r in plan.runs if r.ratio == 0]
+    assert all(r.targets == ("hi", "sw") and [c.lang for c in r.cells] == ["hi", "sw"] for r in zero)
+    assert all(len(r.cells) == 1 and r.targets == (r.cells[0].lang,) for r in plan.runs if r.ratio > 0)
+    assert {c.run_key for c in plan.cells} == {r.key for r in plan.runs}
+    assert all(r.dir == plan.dir / "runs" / r.key for r in plan.runs)
+    # the ratio-0 run probes every language it serves
+    assert zero[0].probe["options"]["langs"] == ["en", "hi", "sw"]
+
+
+def test_key_is_the_sha256_of_the_sorted_settings():
+    settings = {"b": 1, "a": [0.5, "x"]}
+    expected = hashlib.sha256(b'{"a":[0.5,"x"],"b":1}').hexdigest()[:16]
+    assert settings_key(settings) == expected == settings_key(dict(reversed(list(settings.items()))))
+
+
+def test_keys_stable_and_from_training_settings_only(tmp_path, monkeypatch):
+    keys = _keys(_plan(tmp_path))
+    assert len(set(keys.values())) == len(keys)
+    assert _keys(_plan(tmp_path, name="again.toml")) == keys  # another file, same settings
+    monkeypatch.setattr(reprtools, "__version__", "99.0")
+    assert _keys(_plan(tmp_path)) == keys  # the version is recorded, not keyed
+    # bookkeeping, probe and eval settings do not retrain
+    assert _keys(_plan(tmp_path, "save_steps = 50", "save_steps = 7")) == keys
+    assert _keys(_plan(tmp_path, "max_sentences = 8", "max_sentences = 9")) == keys
+    # what is learned does
+    changed = _keys(_plan(tmp_path, "max_steps = 3", "max_steps = 4"))
+    assert not set(changed.values()) & set(keys.values())
+    # a third target language adds its runs and leaves the others' keys alone (ratio 0 included)
+    more = _plan(tmp_path, 'langs = ["hi", "sw"]', 'langs = ["hi", "sw", "bn"]')
+    assert set(keys.values()) < {r.key for r in more.runs}
+
+
+def test_eval_and_probe_keys_reuse_the_adapter(tmp_path, shared_data):
+    xnli = f'name = "xnli"\ndata = "xnli:{shared_data / "xnli"}"'
+    base = SPEC.replace('name = "demo"\ndata = "demo"', xnli).replace("enabled = false", "limit = 4")
+    (tmp_path / "a.toml").write_text(base, encoding="utf-8")
+    (tmp_path / "b.toml").write_text(base.replace("limit = 4", 'limit = 4\nlangs = ["target", "en", "ur"]'),
+                                     encoding="utf-8")
+    a, b = (make_plan(read_spec(tmp_path / n)) for n in ("a.toml", "b.toml"))
+    assert [r.key for r in a.runs] == [r.key for r in b.runs]  # same adapters
+    assert all(x.eval["key"] != y.eval["key"] for x, y in zip(a.runs, b.runs))  # a new eval step each
+    assert [r.probe["key"] for r in a.runs] == [r.probe["key"] for r in b.runs]
+    assert b.runs[0].eval["options"]["langs"] == ["hi", "sw", "en", "ur"]
+
+
+def test_job_is_what_the_worker_needs(tmp_path):
+    run = _plan(tmp_path).runs[0]
+    job = json.loads(json.dumps(run.job()))
+    assert job["train"]["lang"] == "hi" and job["train"]["ratio"] == 0.0  # ratio 0: any target, no examples of it
+    assert job["eval"] is None and job["probe"]["key"]
+    from reprtools.train import TrainOptions
+
+    TrainOptions(output_dir="x", **job["train"]).validate()  # every key is a TrainOptions field
+
+
+def test_compute_estimate_from_the_model_config(tmp_path):
+    from reprtools.models import load_model
+
+    params = parameter_count("tiny-llama")
+    assert params == load_model("tiny-llama").model.num_parameters()  # the meta-device count is the real one
+    run = _plan(tmp_path).runs[0]
+    assert train_tokens(run, None) == 3 * 4 * 256  # max_steps x batch x max_length
+    assert parameter_count("no/such-model-offline") is None

@@ -1,0 +1,122 @@
+"""The study file: what it reads (defaults, relative paths), and each refusal before anything runs, one line each."""
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from reprtools.errors import ReprtoolsError
+from reprtools.study.spec import expand_langs, read_spec
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "study"
+
+BASE = """
+[study]
+name = "t"
+models = ["tiny-llama"]
+methods = ["lora"]
+ratios = [0, 0.5]
+seeds = [0]
+num_examples = 16
+
+[[tasks]]
+name = "demo"
+data = "demo"
+langs = ["hi"]
+
+[eval]
+enabled = false
+
+[probe]
+data = "demo"
+max_sentences = 8
+"""
+
+
+def _write(tmp_path, text, name="s.toml"):
+    path = tmp_path / name
+    path.write_text(textwrap.dedent(text), encoding="utf-8")
+    return path
+
+
+def _refused(tmp_path, text) -> str:
+    with pytest.raises(ReprtoolsError) as info:
+        read_spec(_write(tmp_path, text))
+    message = str(info.value)
+    assert "\n" not in message and message.startswith("s.toml")
+    return message
+
+
+def test_reads_defaults_and_resolves_paths_against_the_file(tmp_path):
+    (tmp_path / "sub").mkdir()
+    spec = read_spec(_write(tmp_path / "sub", BASE.replace('name = "t"', 'name = "t"\noutput_dir = "../out"')))
+    assert spec.output_dir == (tmp_path / "out").resolve()
+    assert spec.ratios == (0.0, 0.5) and spec.seeds == (0,) and spec.methods == ("lora",)
+    assert spec.train.rank == 8 and spec.train.max_steps is None  # the defaults of reprtools train
+    assert spec.eval.enabled is False and spec.probe.enabled is True
+    default_out = read_spec(_write(tmp_path, BASE))
+    assert default_out.output_dir == (tmp_path / "study-t").resolve()
+
+
+def test_relative_data_path_is_read_from_the_files_folder(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "x.jsonl").write_text("".join(
+        f'{{"id": "{lang}-{i}", "lang": "{lang}", "instruction": "Say", "input": "{i}", "output": "{i}"}}\n'
+        for lang in ("en", "hi") for i in range(20)), encoding="utf-8")
+    spec = read_spec(_write(tmp_path, BASE.replace('data = "demo"\nlangs', 'data = "jsonl:data/x.jsonl"\nlangs')))
+    assert spec.tasks[0].data == f"jsonl:{data / 'x.jsonl'}"
+
+
+@pytest.mark.parametrize("old,new,expected", [
+    ('seeds = [0]', 'seeds = [0]\nsedes = [1]', "unknown key 'sedes' in [study]"),
+    ('[eval]', '[evaluation]', "unknown key 'evaluation'"),
+    ('enabled = false', 'enabled = false\nlimt = 3', "unknown key 'limt' in [eval]"),
+    ('langs = ["hi"]', 'langs = ["hi"]\nsplit = "dev"', "unknown key 'split' in [[tasks]]"),
+    ('max_sentences = 8', 'max_sentences = 8\nlayers = 3', "unknown key 'layers' in [probe]"),
+    ('methods = ["lora"]', 'methods = ["lora", "qlora"]', "unknown method 'qlora'"),
+    ('ratios = [0, 0.5]', 'ratios = [0, 1.5]', "ratios holds 1.5"),
+    ('ratios = [0, 0.5]', 'ratios = [0, 0]', "lists a value twice"),
+    ('langs = ["hi"]', 'langs = ["xh"]', "no 'xh' examples in demo"),
+    ('langs = ["hi"]', 'langs = ["en"]', "lists 'en' as a target"),
+    ('num_examples = 16', 'num_examples = 400', "a mix of 400 at ratio 0.0 needs 0 'hi' and 400 'en'"),
+    ('seeds = [0]', 'seeds = ["zero"]', "study.seeds must be an integer"),
+    ('num_examples = 16', 'num_examples = 16\n[train]\nrank = 0', "train.rank must be positive"),
+    ('[eval]\nenabled = false', '[eval]\nenabled = true', "reprtools eval cannot score task 'demo'"),
+    ('max_sentences = 8', 'max_sentences = 8\nlangs = ["en", "target", "zz"]', "zz"),
+])
+def test_each_refusal_is_one_line(tmp_path, old, new, expected):
+    assert old in BASE
+    assert expected in _refused(tmp_path, BASE.replace(old, new, 1))
+
+
+def test_missing_pieces_and_bad_toml(tmp_path):
+    assert "needs a name" in _refused(tmp_path, BASE.replace('name = "t"\n', ""))
+    assert "[[tasks]]" in _refused(tmp_path, BASE.split("[[tasks]]")[0])
+    assert "not valid TOML" in str(pytest.raises(ReprtoolsError, read_spec, _write(tmp_path, "[study\n")).value)
+    with pytest.raises(ReprtoolsError, match="study file not found"):
+        read_spec(tmp_path / "nope.toml")
+
+
+def test_target_expands_in_eval_and_probe_langs():
+    assert expand_langs(("target", "en"), ("sw", "hi")) == ["sw", "hi", "en"]
+    assert expand_langs(("en", "target", "en"), ("hi",)) == ["en", "hi"]
+
+
+def test_shipped_study_files_parse(shared_data):
+    for name in ("tiny.toml", "gemma-demo.toml"):
+        spec = read_spec(EXAMPLES / name)
+        assert spec.tasks and spec.methods
+
+
+def test_reference_grid_parses_without_reading_data():
+    spec = read_spec(EXAMPLES / "which-lora.toml", check_data=False) if _evaluable("tydiqa") else None
+    if spec is None:
+        pytest.skip("reprtools eval does not score tydiqa yet")
+    assert len(spec.methods) == 5 and spec.ratios == (0.0, 0.01, 0.1, 0.5) and len(spec.seeds) == 3
+
+
+def _evaluable(task: str) -> bool:
+    from reprtools.evaluate import TASKS
+
+    return task in TASKS
