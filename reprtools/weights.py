@@ -20,7 +20,9 @@ Rows go to ``weights.csv`` in the shared results schema (:mod:`reprtools.results
 other name, e.g. a fused ``qkv_proj`` or ``gate_up_proj``, as it is) and ``layer`` is the block's index + 1, the
 numbering of the probe's hidden states (layer i is the output of block i), so a weight change and the
 representation shift it causes share a layer number.  Rows against another checkpoint (``reference``) give the
-subspace similarity of the two updates' singular directions.
+subspace similarity of the two updates' singular directions; where several runs of one method differ only in seed,
+rows with an empty ``checkpoint`` and ``reference`` = ``seeds`` give their mean over the seed pairs, the noise
+floor of that similarity.
 """
 
 from __future__ import annotations
@@ -240,6 +242,30 @@ def similarity_rows(a, b, measured_a: list[ModuleMeasures], measured_b: list[Mod
     return rows
 
 
+def seed_floor_rows(checkpoints, rows: list[dict]) -> list[dict]:
+    """Per method with runs that differ only in seed: the mean subspace similarity of their updates over the
+    seed pairs (runs with different seeds; a copy of a run is no seed pair), per module (``checkpoint`` empty, ``reference`` = ``seeds``, ``n`` = pairs) -- the floor that a
+    similarity between two methods is read against (two seeds of one method need not learn the same
+    directions either)."""
+    import pandas as pd
+
+    from reprtools.checkpoints import is_seed_pair, seed_groups
+
+    out = []
+    for method, members in seed_groups(checkpoints).items():
+        by_name = {ck.name: ck for ck in members}
+        pairs = pd.DataFrame([r for r in rows if r["checkpoint"] in by_name and r["reference"] in by_name
+                              and is_seed_pair(by_name[r["checkpoint"]], by_name[r["reference"]])])
+        if pairs.empty:
+            continue
+        run = {**members[0].run_columns(), "seed": None}
+        for (layer, module, metric), values in pairs.groupby(["layer", "module", "metric"])["value"]:
+            out.append({"checkpoint": "", "method": method, "comparison": pairs["comparison"].iloc[0],
+                        "reference": "seeds", "module": module, "layer": layer, "metric": metric,
+                        "value": float(values.mean()), "n": len(values), **run})
+    return out
+
+
 def spectrum_frame(ck, measured: list[ModuleMeasures], top: int = 64) -> "pd.DataFrame":
     """The leading singular values of every update (``spectra.csv``): checkpoint, module path, layer, role,
     index (1 = largest) and value."""
@@ -326,6 +352,7 @@ def weights(checkpoints, output_dir=None, *, top_k: int = mw.INTRUDER_TOP_K,
             spectra.append(spectrum_frame(ck, measured[ck.name]))
         for a, b in combinations(checkpoints, 2):
             rows += similarity_rows(a, b, measured[a.name], measured[b.name])
+        rows += seed_floor_rows(checkpoints, rows)
     table = R.frame(rows)
     R.write_results(table, out / "weights.csv")
     with atomic_path(out / "spectra.csv") as tmp:

@@ -32,6 +32,7 @@ def runs(tmp_path_factory):
     os.environ["REPRTOOLS_CACHE"] = str(tmp_path_factory.getbasetemp() / "cache")
     for method in METHODS:
         _train(root, method, method)
+    _train(root, "lora-s1", "lora", seed=1)
     shutil.copytree(root / "lora", root / "lora-copy")
     return root
 
@@ -47,7 +48,7 @@ def base(runs):
 @pytest.fixture(scope="module")
 def table(runs, tmp_path_factory):
     out = tmp_path_factory.mktemp("weights")
-    names = list(METHODS) + ["lora-copy"]
+    names = list(METHODS) + ["lora-s1", "lora-copy"]
     return out, weights([runs / n for n in names], out, device="cpu")
 
 
@@ -99,11 +100,11 @@ def test_table_schema_registry_and_files(table):
     again = results.read_results(out / "weights.csv")
     pd.testing.assert_frame_equal(again, df)
     spectra = pd.read_csv(out / "spectra.csv")
-    assert set(spectra["checkpoint"]) == set(df["checkpoint"])
+    assert set(spectra["checkpoint"]) == set(df["checkpoint"]) - {""}
     assert (spectra.groupby(["checkpoint", "name"])["singular_value"].apply(lambda s: s.is_monotonic_decreasing)).all()
     assert (out / "weights.json").is_file()
     own = df[df["reference"] == "base"]
-    assert set(own["layer"]) == {1, 2} and len(own[own.metric == "update_norm_relative"]) == 6 * 14
+    assert set(own["layer"]) == {1, 2} and len(own[own.metric == "update_norm_relative"]) == 7 * 14
 
 
 def test_numbers_agree_with_the_merged_weights(runs, base, table):
@@ -133,8 +134,21 @@ def test_subspace_similarity_rows(table):
     pair = df[(df.reference == "lora-copy") & (df.checkpoint == "lora")]
     assert len(pair) == 2 * 14
     np.testing.assert_allclose(pair["value"], 1.0, atol=1e-9)  # the same update: identical spans
-    others = df[(df.comparison == results.WEIGHTS) & ~df.reference.isin(["base", "lora-copy"])]
+    others = df[~df.reference.isin(["base", "lora-copy", "seeds"])]
     assert len(others) and (others["value"] < 1 - 1e-6).all()  # different adapters learn different directions
+
+
+def test_seed_floor_is_the_mean_over_seed_pairs(table):
+    _, df = table
+    floor = df[df.reference == "seeds"]
+    assert set(floor["method"]) == {"lora"} and (floor["checkpoint"] == "").all()
+    # lora and lora-copy share seed 0: only lora/lora-s1 and lora-copy/lora-s1 are seed pairs (equal, as the
+    # copy is the same adapter), so the floor equals the lora/lora-s1 row, not the copy's similarity of 1
+    assert (floor["n"] == 2).all() and len(floor) == 2 * 14
+    pair = df[(df.checkpoint == "lora") & (df.reference == "lora-s1")]
+    merged = floor.merge(pair, on=["layer", "module", "metric"], suffixes=("", "_pair"))
+    assert len(merged) == len(floor)
+    np.testing.assert_allclose(merged["value"], merged["value_pair"], rtol=1e-12)
 
 
 def test_bad_options(runs, tmp_path):
