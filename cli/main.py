@@ -20,6 +20,7 @@ def cli() -> None:
 
 def _register() -> None:
     from reprtools_cli import budget, evaluate, probe, train
+    from reprtools_cli import study
     from reprtools_cli import weights
 
     cli.add_command(train.train)
@@ -27,6 +28,7 @@ def _register() -> None:
     cli.add_command(probe.probe)
     cli.add_command(probe.heatmap)
     cli.add_command(evaluate.evaluate)
+    cli.add_command(study.study)
     cli.add_command(weights.weights)
 
 

@@ -102,12 +102,10 @@ def training_settings(spec: StudySpec, model: str, task: Task, method: str, lang
 
 
 def _eval_step(spec: StudySpec, task: Task, train_key: str, targets) -> dict | None:
-    from reprtools.study.spec import _local_xnli_dir
-
     e = spec.eval
     if not e.enabled:
         return None
-    options = {"task": task.name, "data": _local_xnli_dir(task.data) or task.data,
+    options = {"task": task.name, "data": task.data,
                "langs": expand_langs(e.langs, targets), "limit": e.limit, "bootstrap": e.bootstrap}
     keyed = {"train": train_key, **options, "format": e.format}
     return {"key": settings_key(keyed), "options": options, "format": e.format}

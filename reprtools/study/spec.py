@@ -213,9 +213,15 @@ def _build(raw: dict, path: Path) -> StudySpec:
         num_examples=None if num is None else _typed(num, int, "study.num_examples", path),
         train=_settings(TrainSettings, _table(raw, "train", path), "train", path),
         eval=_settings(EvalSettings, _table(raw, "eval", path), "eval", path),
-        probe=_settings(ProbeSettings, _table(raw, "probe", path), "probe", path),
+        probe=_probe(_settings(ProbeSettings, _table(raw, "probe", path), "probe", path), base),
         resources=_settings(Resources, _table(raw, "resources", path), "resources", path),
     )
+
+
+def _probe(probe: ProbeSettings, base: Path) -> ProbeSettings:
+    from dataclasses import replace
+
+    return replace(probe, data=resolve_data(probe.data, base))
 
 
 def _task(table: dict, base: Path, path: Path) -> Task:
@@ -287,16 +293,7 @@ def _check_eval(spec: StudySpec) -> None:
         if task.name not in TASKS:
             raise ReprtoolsError(f"{where}: reprtools eval cannot score task {task.name!r} (it scores "
                                  f"{', '.join(TASKS)}); rename the task or set [eval] enabled = false")
-        if task.name == "xnli" and not _local_xnli_dir(task.data):
-            raise ReprtoolsError(f"{where}: eval of task xnli reads a local XNLI folder; give its data as xnli:DIR "
-                                 f"(got {task.data})")
 
-
-def _local_xnli_dir(data: str) -> str | None:
-    kind, sep, arg = data.partition(":")
-    if sep and kind == "xnli":
-        return arg
-    return data if not sep and Path(data).is_dir() else None
 
 
 def _hub_langs(data: str) -> set[str] | None:

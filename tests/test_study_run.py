@@ -1,0 +1,191 @@
+"""The tiny study end to end on the local executor (each run a worker subprocess), a second run that redoes
+nothing, a failed step that is recorded while the rest goes on, --retry-failed, and a killed training that resumes
+from its Trainer checkpoint."""
+
+import json
+import os
+import shutil
+
+import pytest
+
+from reprtools import results
+from reprtools.data.xnli import LABELS
+from reprtools.study.plan import make_plan, write_jobs
+from reprtools.study.spec import read_spec
+from reprtools.study.steps import DONE, FAILED, RUNNING, WAITING, read_manifest, run_job, run_status
+from reprtools_cli.main import main
+
+ROWS = 20  # 4 held out per language (holdout 0.2)
+
+SPEC = """
+[study]
+name = "tiny"
+output_dir = "out"
+models = ["tiny-llama"]
+methods = ["lora"]
+ratios = [0, 0.5]
+seeds = [0]
+num_examples = 8
+
+[[tasks]]
+name = "xnli"
+data = "xnli:xnli"
+langs = ["sw"]
+
+[train]
+max_steps = 2
+batch_size = 4
+max_length = 160
+
+[eval]
+langs = ["target", "en"]
+limit = 4
+bootstrap = 0
+
+[probe]
+data = "demo"
+langs = ["en", "target"]
+max_sentences = 5
+"""
+
+
+def _study(root, text=SPEC):
+    """A study folder with very short XNLI items in en and sw."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "xnli").mkdir(exist_ok=True)
+    for lang, (p, h) in {"en": ("A {}.", "B {}."), "sw": ("Paka {}.", "Mbwa {}.")}.items():
+        rows = "".join(f"{p.format(i)}\t{h.format(i)}\t{LABELS[i % 3]}\n" for i in range(ROWS))
+        (root / "xnli" / f"dev-{lang}.tsv").write_text(rows, encoding="utf-8")
+    (root / "tiny.toml").write_text(text, encoding="utf-8")
+    return root / "tiny.toml"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _cache(tmp_path_factory):
+    os.environ["REPRTOOLS_CACHE"] = str(tmp_path_factory.getbasetemp() / "cache")
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    path = _study(tmp_path_factory.mktemp("study"))
+    main_ok(["study", str(path)])
+    return path
+
+
+def main_ok(argv):
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 0
+
+
+def test_tiny_study_end_to_end(finished):
+    plan = make_plan(read_spec(finished))
+    assert len(plan.runs) == 2
+    for run in plan.runs:
+        assert run_status(run.dir, run.job()) == {"train": DONE, "eval": DONE, "probe": DONE}
+        assert (run.dir / "train" / "adapter" / "adapter_config.json").is_file()
+        assert not (run.dir / "train" / "checkpoints").exists()  # a finished run keeps no Trainer checkpoints
+        probe_dir = run.dir / f"probe-{run.probe['key']}"
+        assert (probe_dir / "metrics.csv").is_file() and not (probe_dir / "representations").exists()
+        train = read_manifest(run.dir, "train")
+        assert train["key"] == run.key and train["error"] is None and train["wall_time_s"] > 0
+        assert train["reprtools_version"]
+    df = results.read_results(plan.dir / "results.csv")  # the schema reader accepts it
+    import pandas as pd
+
+    full = pd.read_csv(plan.dir / "results.csv", keep_default_na=False)
+    assert list(full.columns[:len(results.COLUMNS)]) == list(results.COLUMNS)
+    assert set(full["run_key"]) == {r.key for r in plan.runs} and set(full["step"]) == {"eval", "probe"}
+    runs = df[df["checkpoint"] != "base"]
+    assert set(runs["checkpoint"]) == {r.key for r in plan.runs}  # named by run key
+    assert set(runs["ratio"]) == {0.0, 0.5} and set(runs["target_lang"]) == {"sw"} and set(runs["seed"]) == {0}
+    scores = runs[runs["comparison"] == results.EVALUATION]
+    assert set(scores["lang"]) == {"sw", "en"} and (scores["n"] == 4).all()
+    assert set(scores.loc[scores["lang"] == "sw", "role"]) == {"transfer"}
+    # the accuracy in results.csv is the eval step's own number, copied unchanged
+    run = plan.runs[1]
+    own = results.read_results(run.dir / f"eval-{run.eval['key']}" / "scores.csv")
+    mine = scores[scores["checkpoint"] == run.key].set_index("lang")["value"]
+    assert own[own["checkpoint"] == "train"].set_index("lang")["value"].to_dict() == mine.to_dict()
+
+
+def test_second_run_redoes_nothing_and_collect_rebuilds(finished, capsys):
+    plan = make_plan(read_spec(finished))
+    stamps = {p: p.stat().st_mtime_ns for r in plan.runs for p in r.dir.iterdir() if p.suffix in (".json", ".log")}
+    before = (plan.dir / "results.csv").read_text(encoding="utf-8")
+    main_ok(["study", str(finished)])
+    after = {p: p.stat().st_mtime_ns for p in stamps}
+    assert after == stamps  # no worker started, no manifest or job rewritten
+    (plan.dir / "results.csv").unlink()
+    main_ok(["study", str(finished), "--collect"])
+    assert (plan.dir / "results.csv").read_text(encoding="utf-8") == before
+    capsys.readouterr()
+    main_ok(["study", str(finished), "--status"])
+    assert "2 done" in capsys.readouterr().out
+
+
+def test_dry_run_prints_the_plan(finished, capsys):
+    main_ok(["study", str(finished), "--dry-run"])
+    out = capsys.readouterr().out
+    assert "2 cells from 2 training runs" in out and "0 cells to run, 2 done" in out
+
+
+def test_slurm_is_refused_for_now(finished, capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["study", str(finished), "--executor", "slurm"])
+    assert info.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("reprtools: error: --executor slurm is not available yet") and "\n" not in err
+
+
+def _in_process_plan(root, **edits):
+    text = SPEC.replace("[eval]\n", "[eval]\nenabled = false\n").replace("[probe]\n", "[probe]\nenabled = false\n")
+    for old, new in edits.items():
+        text = text.replace(old, new)
+    plan = make_plan(read_spec(_study(root, text)))
+    write_jobs(plan)
+    return plan
+
+
+def test_failed_step_is_recorded_and_the_rest_goes_on(tmp_path):
+    plan = _in_process_plan(tmp_path)
+    broken, fine = plan.runs
+    job = json.loads((broken.dir / "job.json").read_text())
+    job["train"]["max_length"] = 8  # too short for the prompt: training refuses it
+    (broken.dir / "job.json").write_text(json.dumps(job))
+    for run in plan.runs:
+        run_job(run.dir)
+    manifest = read_manifest(broken.dir, "train")
+    assert manifest["status"] == FAILED and "max_length 8 is too small" in manifest["error"]
+    assert "\n" not in manifest["error"]
+    assert run_status(fine.dir, fine.job())["train"] == DONE
+    assert run_job(broken.dir)["train"] == FAILED  # skipped, not retried
+    assert read_manifest(broken.dir, "train")["started"] == manifest["started"]
+    write_jobs(plan)  # the fixed job
+    assert run_job(broken.dir, retry_failed=True)["train"] == DONE
+
+
+def test_eval_waits_for_its_training(tmp_path):
+    plan = _in_process_plan(tmp_path)
+    job = dict(plan.runs[0].job(), eval={"key": "e", "options": {}, "format": "instruct"})
+    assert run_status(plan.runs[0].dir, job)["eval"] == WAITING
+
+
+def test_killed_training_resumes_from_its_checkpoint(tmp_path):
+    from reprtools.train import TrainOptions, train
+
+    plan = _in_process_plan(tmp_path, **{"max_steps = 2": "max_steps = 2\nsave_steps = 1"})
+    run = plan.runs[0]
+    out = run.dir / "train"
+    # a run killed after its first step: a Trainer checkpoint, no adapter, no run.json, a manifest left running
+    train(TrainOptions(output_dir=str(out), progress=False, **run.train))
+    shutil.rmtree(out / "checkpoints" / "checkpoint-2")
+    shutil.rmtree(out / "adapter")
+    (out / "run.json").unlink()
+    (run.dir / "train.json").write_text(json.dumps({"step": "train", "key": run.key, "status": RUNNING}))
+    assert run_status(run.dir, run.job())["train"] == RUNNING
+    assert run_job(run.dir)["train"] == DONE
+    assert read_manifest(run.dir, "train")["resumed"] is True
+    manifest = json.loads((out / "run.json").read_text())
+    assert manifest["training"]["resumed_from"].endswith("checkpoint-1")
+    assert not (out / "checkpoints").exists()
