@@ -292,6 +292,9 @@ def _load_base(name: str, device: torch.device):
 
     from reprtools.models import resolve_model
 
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # a "Loading weights" bar for a model that loads in a blink
     resolved = resolve_model(name)
     source = str(resolved.path) if resolved.path is not None else resolved.reload_id
     try:
@@ -319,11 +322,12 @@ def _measure_checkpoint(model, ck, bases: dict, top_k: int, threshold: float) ->
 
 
 def weights(checkpoints, output_dir=None, *, top_k: int = mw.INTRUDER_TOP_K,
-            threshold: float = mw.INTRUDER_THRESHOLD, device: str = "auto", progress: bool = False) -> "pd.DataFrame":
+            threshold: float = mw.INTRUDER_THRESHOLD, device: str = "auto", figures: bool = True,
+            progress: bool = False) -> "pd.DataFrame":
     """Measure every adapted module of each checkpoint (paths or :class:`~reprtools.checkpoints.Checkpoint`) on
     their shared base, and the subspace similarity of every pair of checkpoints' updates; write ``weights.csv``
-    (the results schema), ``spectra.csv`` and ``weights.json`` to ``output_dir`` (default
-    ``FIRST_CHECKPOINT/weights``) and return the table.
+    (the results schema), ``spectra.csv``, ``weights.json`` and (``figures``) ``figures/`` to ``output_dir``
+    (default ``FIRST_CHECKPOINT/weights``) and return the table.
 
     ``top_k`` and ``threshold``: how many of ``W + ΔW``'s top singular vectors the intruder count examines and the
     cosine below which one is an intruder (Shuttleworth et al., 2024; defaults :data:`INTRUDER_TOP_K`,
@@ -362,5 +366,9 @@ def weights(checkpoints, output_dir=None, *, top_k: int = mw.INTRUDER_TOP_K,
         "checkpoints": [{"name": ck.name, "method": ck.method, "seed": ck.seed, "path": str(ck.path),
                          "modules": len(measured[ck.name])} for ck in checkpoints],
         "seconds": round(time.time() - started, 2)})
+    if figures:
+        from reprtools.report.weights import draw_weights
+
+        draw_weights(table, out / "figures")
     table.attrs["output_dir"] = str(out)
     return table

@@ -49,7 +49,7 @@ def base(runs):
 def table(runs, tmp_path_factory):
     out = tmp_path_factory.mktemp("weights")
     names = list(METHODS) + ["lora-s1", "lora-copy"]
-    return out, weights([runs / n for n in names], out, device="cpu")
+    return out, weights([runs / n for n in names], out, device="cpu", figures=False)
 
 
 def _merged(base, ck):
@@ -188,3 +188,35 @@ def test_cli_writes_the_table(runs, tmp_path, capsys):
     df = results.read_results(tmp_path / "w" / "weights.csv")
     assert set(df["checkpoint"]) == {"vera", "adalora"}
     assert "weights.csv" in captured.out
+    for stem in ("weights_update_norm_relative", "weights_intruder_dimensions", "weights_subspace_similarity"):
+        for fmt in ("pdf", "png", "svg"):
+            assert (tmp_path / "w" / "figures" / f"{stem}.{fmt}").stat().st_size > 0
+
+
+def test_figures(table, tmp_path):
+    from reprtools.report.heatmaps import heatmap_meshes
+    from reprtools.report.weights import module_heatmap, similarity_matrix
+
+    from reprtools.report.weights import draw_weights
+
+    _, df = table
+    written = draw_weights(df, tmp_path, formats=["png"])
+    assert sorted(p.name for p in written) == ["weights_intruder_dimensions.png",
+                                               "weights_subspace_similarity.png", "weights_update_norm_relative.png"]
+    fig = module_heatmap(df, "intruder_dimensions")
+    meshes = heatmap_meshes(fig)
+    assert len(meshes) == 7  # a panel per checkpoint
+    own = df[(df.reference == "base") & (df.metric == "intruder_dimensions")]
+    # every cell of every panel is a row of the table (modules x layers, in the drawn order)
+    drawn = np.sort(np.concatenate([np.asarray(m.get_array()).ravel() for m in meshes]))
+    np.testing.assert_allclose(drawn, np.sort(own["value"].to_numpy()))
+    assert all("." not in t.get_text() for ax in fig.axes for t in ax.texts)  # counts as integers
+    fig = similarity_matrix(df)
+    meshes = heatmap_meshes(fig)
+    assert len(meshes) == 2  # the tiny model's two layers
+    mat = np.asarray(meshes[0].get_array()).reshape(7, 7)
+    np.testing.assert_allclose(np.diag(mat), 1.0)
+    np.testing.assert_allclose(mat, mat.T)
+    layer1 = df[(df.layer == 1) & (df.metric == "subspace_similarity_out") & (df.checkpoint == "lora")
+                & (df.reference == "lora-s1")]
+    assert np.isclose(mat, layer1["value"].mean()).any()
