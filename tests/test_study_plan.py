@@ -74,7 +74,8 @@ def test_keys_stable_and_from_training_settings_only(tmp_path, monkeypatch):
     assert _keys(_plan(tmp_path, name="again.toml")) == keys  # another file, same settings
     monkeypatch.setattr(reprtools, "__version__", "99.0")
     assert _keys(_plan(tmp_path)) == keys  # the version is recorded, not keyed
-    # bookkeeping, probe and eval settings do not retrain
+    # bookkeeping, probe and eval settings do not retrain, nor does writing out a default
+    assert _keys(_plan(tmp_path, "max_steps = 3", "max_steps = 3\nrank = 8\ngradient_checkpointing = false")) == keys
     assert _keys(_plan(tmp_path, "save_steps = 50", "save_steps = 7")) == keys
     assert _keys(_plan(tmp_path, "max_sentences = 8", "max_sentences = 9")) == keys
     # what is learned does
@@ -116,3 +117,14 @@ def test_compute_estimate_from_the_model_config(tmp_path):
     run = _plan(tmp_path).runs[0]
     assert train_tokens(run, None) == 3 * 4 * 256  # max_steps x batch x max_length
     assert parameter_count("no/such-model-offline") is None
+
+
+def test_train_settings_defaults_are_reprtools_trains():
+    """Keys leave defaults out, and the job passes every [train] option: both need the same defaults."""
+    from dataclasses import asdict, fields
+
+    from reprtools.study.spec import TrainSettings
+    from reprtools.train import TrainOptions
+
+    defaults = {f.name: f.default for f in fields(TrainOptions)}
+    assert asdict(TrainSettings()) == {k: defaults[k] for k in asdict(TrainSettings())}

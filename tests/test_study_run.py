@@ -12,7 +12,9 @@ from reprtools import results
 from reprtools.data.xnli import LABELS
 from reprtools.study.plan import make_plan, write_jobs
 from reprtools.study.spec import read_spec
-from reprtools.study.steps import DONE, FAILED, RUNNING, WAITING, read_manifest, run_job, run_status
+from reprtools.study.steps import (
+    DONE, FAILED, INTERRUPTED, PENDING, RUNNING, WAITING, read_manifest, run_job, run_lock, run_status,
+)
 from reprtools_cli.main import main
 
 ROWS = 20  # 4 held out per language (holdout 0.2)
@@ -183,9 +185,22 @@ def test_killed_training_resumes_from_its_checkpoint(tmp_path):
     shutil.rmtree(out / "adapter")
     (out / "run.json").unlink()
     (run.dir / "train.json").write_text(json.dumps({"step": "train", "key": run.key, "status": RUNNING}))
-    assert run_status(run.dir, run.job())["train"] == RUNNING
+    assert run_status(run.dir, run.job())["train"] == INTERRUPTED  # no worker holds the run
     assert run_job(run.dir)["train"] == DONE
     assert read_manifest(run.dir, "train")["resumed"] is True
     manifest = json.loads((out / "run.json").read_text())
     assert manifest["training"]["resumed_from"].endswith("checkpoint-1")
     assert not (out / "checkpoints").exists()
+
+
+def test_a_run_is_worked_on_by_one_worker_at_a_time(tmp_path):
+    run = _in_process_plan(tmp_path).runs[0]
+    with run_lock(run.dir) as held:
+        assert held
+        with run_lock(run.dir) as again:
+            assert not again
+        (run.dir / "train.json").write_text(json.dumps({"step": "train", "key": run.key, "status": RUNNING}))
+        assert run_job(run.dir)["train"] == RUNNING  # another worker has it: nothing done here
+        assert not (run.dir / "train").exists()
+    (run.dir / "train.json").unlink()
+    assert run_status(run.dir, run.job())["train"] == PENDING

@@ -82,6 +82,8 @@ def test_relative_data_path_is_read_from_the_files_folder(tmp_path):
     ('num_examples = 16', 'num_examples = 400', "a mix of 400 at ratio 0.0 needs 0 'hi' and 400 'en'"),
     ('seeds = [0]', 'seeds = ["zero"]', "study.seeds must be an integer"),
     ('num_examples = 16', 'num_examples = 16\n[train]\nrank = 0', "train.rank must be positive"),
+    ('num_examples = 16', 'num_examples = 16\n[train]\nglobal_batch_size = 6', "is not a multiple of --batch-size 4"),
+    ('num_examples = 16', 'num_examples = 16\n[train]\nalpha = "x"', "train.alpha must be a number"),
     ('[eval]\nenabled = false', '[eval]\nenabled = true', "reprtools eval cannot score task 'demo'"),
     ('max_sentences = 8', 'max_sentences = 8\nlangs = ["en", "target", "zz"]', "zz"),
 ])

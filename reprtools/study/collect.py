@@ -114,12 +114,12 @@ def _first_error(run: Run) -> str:
 
 
 def cell_state(row: dict) -> str:
-    """A cell's one-word state: ``done`` (every step done or off), ``failed`` (a step failed), ``running`` (a step
-    started and not finished: running now, or killed) or ``pending``."""
+    """A cell's one-word state: ``done`` (every step done or off), ``failed`` (a step failed), ``running`` (a
+    worker is on it now), ``interrupted`` (a step was killed; it resumes on the next run) or ``pending``."""
     steps = [row["train"], row["eval"], row["probe"]]
     if all(s in (DONE, "off") for s in steps):
         return DONE
-    for state in ("failed", "running"):
+    for state in ("failed", "running", "interrupted"):
         if state in steps:
             return state
     return "pending"

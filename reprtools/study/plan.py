@@ -23,7 +23,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from reprtools.study.spec import BASE_LANG, StudySpec, Task, expand_langs
+from reprtools.study.spec import BASE_LANG, StudySpec, Task, TrainSettings, expand_langs
 
 KEY_DIGITS = 16
 RUNS_DIR = "runs"
@@ -95,10 +95,17 @@ class Plan:
 
 def training_settings(spec: StudySpec, model: str, task: Task, method: str, lang: str, ratio: float,
                       seed: int) -> dict:
-    """The resolved settings a training key is made from (``lang`` empty at ratio 0)."""
-    train = {k: v for k, v in asdict(spec.train).items() if k not in _NOT_KEYED}
-    return {"model": model, "data": task.data, "method": method, "lang": lang if ratio > 0 else "",
-            "ratio": float(ratio), "seed": int(seed), "num_examples": spec.num_examples, **train}
+    """The resolved settings a training key is made from (``lang`` empty at ratio 0).  ``[train]`` options at
+    their default and an unset ``num_examples`` are left out, so a ``[train]`` option added in a later version
+    does not change the keys of the runs already trained."""
+    defaults = TrainSettings()
+    train = {k: v for k, v in asdict(spec.train).items()
+             if k not in _NOT_KEYED and v != getattr(defaults, k)}
+    keyed = {"model": model, "data": task.data, "method": method, "lang": lang if ratio > 0 else "",
+             "ratio": float(ratio), "seed": int(seed), **train}
+    if spec.num_examples is not None:
+        keyed["num_examples"] = spec.num_examples
+    return keyed
 
 
 def _eval_step(spec: StudySpec, task: Task, train_key: str, targets) -> dict | None:
@@ -143,8 +150,9 @@ def make_plan(spec: StudySpec) -> Plan:
 
 
 def _new_run(spec: StudySpec, task: Task, settings: dict, key: str, targets: tuple[str, ...]) -> Run:
-    train = {k: v for k, v in settings.items() if k != "data"}
-    train.update(data=task.data, lang=settings["lang"] or targets[0], save_steps=spec.train.save_steps)
+    train = {"model": settings["model"], "method": settings["method"], "data": task.data,
+             "lang": settings["lang"] or targets[0], "ratio": settings["ratio"], "seed": settings["seed"],
+             "num_examples": spec.num_examples, **asdict(spec.train)}
     return Run(key=key, dir=spec.output_dir / RUNS_DIR / key, model=settings["model"], task=task.name,
                data=task.data, method=settings["method"], ratio=settings["ratio"], seed=settings["seed"],
                targets=targets, train=train, eval=_eval_step(spec, task, key, targets),

@@ -6,7 +6,7 @@ Tables and keys (every key is optional unless marked; unknown keys are refused a
     [study]     name (required), output_dir (default "study-NAME"), models, methods, ratios, seeds, num_examples
     [[tasks]]   name ("xnli", "tydiqa", ...), data (a data spec, as ``reprtools train --data``), langs (targets)
     [train]     rank, alpha, dropout, learning_rate, batch_size, max_steps, epochs, max_length, target_modules,
-                save_steps
+                global_batch_size, gradient_checkpointing, save_steps (the options of ``reprtools train``)
     [eval]      enabled, langs (``"target"`` stands for the cell's target language), limit, format, bootstrap
     [probe]     enabled, data, langs (``"target"`` as above), max_sentences, keep_representations
     [resources] gpus, cpus, mem, time, partition  (per cell, for the cluster executor)
@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import os
 import tomllib
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from reprtools.errors import ReprtoolsError
@@ -51,6 +51,8 @@ class TrainSettings:
     epochs: float = 1.0
     max_length: int = 256
     target_modules: str = "all-linear"
+    global_batch_size: int | None = None  # fixes the batch whatever the number of processes (reprtools train)
+    gradient_checkpointing: bool = False
     save_steps: int = 50
 
 
@@ -270,15 +272,16 @@ def check_spec(spec: StudySpec, check_data: bool = True) -> None:
 
 
 def _check_train(spec: StudySpec) -> None:
-    from reprtools.adapters import AdapterSpec, parse_target_modules
+    from reprtools.train import TrainOptions
 
     t, where = spec.train, spec.path.name
-    for name in ("rank", "batch_size", "max_length", "save_steps", "max_steps", "epochs", "learning_rate"):
+    for name in ("rank", "batch_size", "max_length", "save_steps", "max_steps", "epochs", "learning_rate",
+                 "global_batch_size"):
         value = getattr(t, name)
         if value is not None and value <= 0:
             raise ReprtoolsError(f"{where}: train.{name} must be positive, got {value}")
-    for method in spec.methods:
-        AdapterSpec(method, t.rank, t.alpha, t.dropout, parse_target_modules(t.target_modules))
+    for method in spec.methods:  # reprtools train's own checks (method, rank, alpha, batch options, ...)
+        TrainOptions(output_dir=str(spec.output_dir), method=method, **asdict(t)).validate()
 
 
 def _check_eval(spec: StudySpec) -> None:

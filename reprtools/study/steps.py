@@ -20,6 +20,7 @@ import json
 import shutil
 import time
 import traceback
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -28,6 +29,7 @@ from reprtools.fileio import write_json
 
 TRAIN, EVAL, PROBE = "train", "eval", "probe"
 DONE, FAILED, RUNNING, PENDING, WAITING, OFF = "done", "failed", "running", "pending", "waiting", "off"
+INTERRUPTED = "interrupted"
 
 
 def step_name(step: str, key: str) -> str:
@@ -54,16 +56,56 @@ def step_status(run_dir: Path, step: str, key: str) -> str:
 
 
 def run_status(run_dir: Path, job: dict) -> dict[str, str]:
-    """Each step's status; eval and probe are ``waiting`` while training is not done, ``off`` when disabled."""
+    """Each step's status; eval and probe are ``waiting`` while training is not done, ``off`` when disabled, and
+    a step left ``running`` by a worker that no longer holds the run's lock is ``interrupted`` (it resumes)."""
+    live = RUNNING if is_locked(run_dir) else INTERRUPTED
     train = step_status(run_dir, TRAIN, job["key"])
-    out = {TRAIN: train}
+    out = {TRAIN: live if train == RUNNING else train}
     for step in (EVAL, PROBE):
         if job.get(step) is None:
             out[step] = OFF
         else:
             status = step_status(run_dir, step, job[step]["key"])
+            status = live if status == RUNNING else status
             out[step] = WAITING if train != DONE and status == PENDING else status
     return out
+
+
+LOCK_FILE = ".lock"
+
+
+@contextmanager
+def run_lock(run_dir: Path):
+    """Hold the run's lock (``flock`` on ``RUN_DIR/.lock``) while its worker runs; yields ``False`` when another
+    process holds it, so the same run is never worked on twice at once."""
+    import fcntl
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with open(run_dir / LOCK_FILE, "a") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def is_locked(run_dir: Path) -> bool:
+    """Whether a worker holds the run's lock now."""
+    import fcntl
+
+    if not (run_dir / LOCK_FILE).is_file():
+        return False
+    with open(run_dir / LOCK_FILE, "a") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return True
+        fcntl.flock(f, fcntl.LOCK_UN)
+        return False
 
 
 def _now() -> str:
@@ -164,6 +206,13 @@ def run_job(run_dir: Path, retry_failed: bool = False, progress: bool = False) -
     from reprtools.study.plan import JOB_FILE
 
     job = json.loads((run_dir / JOB_FILE).read_text(encoding="utf-8"))
+    with run_lock(run_dir) as held:
+        if held:
+            _run_steps(run_dir, job, retry_failed, progress)
+    return run_status(run_dir, job)
+
+
+def _run_steps(run_dir: Path, job: dict, retry_failed: bool, progress: bool) -> None:
     for step in (TRAIN, EVAL, PROBE):
         if job.get(step) is None and step != TRAIN:
             continue
@@ -174,4 +223,3 @@ def run_job(run_dir: Path, retry_failed: bool = False, progress: bool = False) -
         if step != TRAIN and step_status(run_dir, TRAIN, job["key"]) != DONE:
             continue  # waits for its adapter
         run_step(run_dir, step, key, lambda a=ACTIONS[step]: a(run_dir, job, progress))
-    return run_status(run_dir, job)
