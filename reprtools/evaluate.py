@@ -1,23 +1,28 @@
-"""``reprtools eval``: task accuracy of the base model and each checkpoint, scored by lm-evaluation-harness.
+"""``reprtools eval``: task scores of the base model and each checkpoint, scored by lm-evaluation-harness.
 
 The base weights are read from disk once; the base is scored as it is, then each checkpoint is wrapped on that
 same base and unwrapped again (:func:`reprtools.checkpoints.adapter_on`), as :mod:`reprtools.representations`
-does.  Scoring is lm-evaluation-harness's own multiple-choice log-likelihood comparison, run in-process on the
-model already in memory (:mod:`reprtools.eval_tasks` writes the task YAML it reads).
+does.  Scoring is lm-evaluation-harness's own (log-likelihood comparison for XNLI, greedy generation and its TyDiQA
+metrics for TyDiQA-GoldP), run in-process on the model already in memory; :mod:`reprtools.eval_tasks` writes the
+task files it reads and states the protocols.  Any other lm-eval task name is run as lm-eval defines it.
 
-Items are the XNLI rows the training split leaves out (``reprtools.data.xnli.read_xnli(part="heldout")`` with the
-training defaults: ``holdout=0.2``, ``seed=0``); when the folder has ``train-{lang}.tsv`` files that is the
-whole dev file.  Prompts use the ``instruct`` format: the same instruction, input and label words as the training
-examples, in :data:`reprtools.data.prompts.PROMPT_TEMPLATE`.
+Items are the held-out part of the data (``load_examples(..., split="heldout")`` with the training defaults
+``holdout=0.2``, split seed 0 -- the split's own, never a run's ``--seed``, so every method and seed is scored on
+the same items): for XNLI the dev rows training leaves out, for TyDiQA the dev file (less what the train file
+repeats) or, for a language with only a dev file (bn, te), its held-out 20%.  Each run's ``run.json`` records a
+content hash of every training item; an item a run trained on is refused (:mod:`reprtools.data.overlap`).
 
-Outputs (``OUT``, default ``FIRST_CHECKPOINT/eval``), each written atomically:
+Outputs (``OUT``, default ``FIRST_CHECKPOINT/eval``), each written atomically once every model is scored:
 
-* ``scores.csv`` -- the results schema (:mod:`reprtools.results`), comparison ``evaluation``, metric
-  ``accuracy`` as a fraction, with a paired percentile bootstrap interval over items (the same resampled item
-  indices for every model of one language);
-* ``items/NAME/LANG.jsonl`` -- per item: id, predicted label index, target index, correct;
-* ``eval.json`` -- lm_eval version, each task's YAML and its sha256, the prompt template, the options and the
-  model and adapter fingerprints.
+* ``scores.csv`` -- the results schema (:mod:`reprtools.results`), comparison ``evaluation``, ``task``,
+  ``format`` and ``role`` (``transfer`` for the run's target language, ``retention`` for English, ``other``,
+  ``mean`` for TyDiQA's non-English mean, ``reference`` for the base); values as fractions with a paired
+  percentile bootstrap interval over items (the same resampled item indices for every model of one language);
+  ``chance`` is what a constant answer scores on the items (XNLI);
+* ``items/NAME/LANG.jsonl`` -- per item: id, prediction, target(s) and score(s), for paired statistics;
+* ``tasks/`` -- the generated lm-eval tasks and items, so ``lm_eval --include_path OUT/tasks`` reruns them;
+* ``eval.json`` -- lm_eval version, each task's YAML and its sha256, the protocol, the prompt template, the
+  options, the overlap check and the model and adapter fingerprints.
 """
 
 from __future__ import annotations

@@ -204,3 +204,18 @@ def test_an_output_path_that_is_a_file_is_one_line(setup, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert exc.value.code == 2 and err.startswith("reprtools: error:") and "\n" not in err
     assert "not a directory" in err and taken.read_text() == "not a directory"
+
+
+def test_generation_works_for_every_method(setup, tmp_path):
+    """TyDiQA generates text: each of the five adapters (AdaLoRA's reloaded forward included) is scored."""
+    root, _ = setup
+    data = tmp_path / "tydiqa"
+    data.mkdir()
+    paras = [{"context": f"town {i} .", "qas": [{"id": f"english-{i}", "question": f"where {i}?",
+                                                "answers": [{"text": f"town {i}", "answer_start": 0}]}]}
+             for i in range(10)]
+    (data / "english_tydiqa_dev.json").write_text(json.dumps({"data": [{"title": "t", "paragraphs": paras}]}))
+    res = evaluate(EvalOptions(checkpoints=[str(root / m) for m in METHODS], task="tydiqa", data=str(data),
+                               langs="en", output_dir=str(tmp_path / "o"), bootstrap=0, progress=False))
+    assert set(res.scores["checkpoint"]) == {"base", *METHODS}
+    assert res.scores["value"].between(0, 1).all() and (res.scores["n"] == 2).all()
