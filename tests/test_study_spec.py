@@ -85,6 +85,7 @@ def test_relative_data_path_is_read_from_the_files_folder(tmp_path):
     ('num_examples = 16', 'num_examples = 16\n[train]\nglobal_batch_size = 6', "is not a multiple of --batch-size 4"),
     ('num_examples = 16', 'num_examples = 16\n[train]\nalpha = "x"', "train.alpha must be a number"),
     ('[eval]\nenabled = false', '[eval]\nenabled = true', "reprtools eval cannot score task 'demo'"),
+    ('[eval]\nenabled = false', '[eval]\nenabled = false\nformat = "chat"', "unknown eval.format 'chat'"),
     ('max_sentences = 8', 'max_sentences = 8\nlangs = ["en", "target", "zz"]', "zz"),
 ])
 def test_each_refusal_is_one_line(tmp_path, old, new, expected):

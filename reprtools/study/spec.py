@@ -107,7 +107,7 @@ _TOP = {"study", "tasks", "train", "eval", "probe", "resources"}
 # ------------------------------------------------------------------------------------------------ reading
 def read_spec(path: str | os.PathLike, check_data: bool = True) -> StudySpec:
     """Read and check the study file at ``path`` (see the module docstring); ``check_data=False`` skips reading
-    the data (used by a worker that only needs the settings)."""
+    the data (``--status`` and ``--collect``, which only need the settings)."""
     path = Path(path).expanduser()
     if not path.is_file():
         raise ReprtoolsError(f"study file not found: {path}")
@@ -288,15 +288,24 @@ def _check_eval(spec: StudySpec) -> None:
     from reprtools.evaluate import TASKS
 
     e, where = spec.eval, spec.path.name
-    if not e.enabled:
-        return
     if e.limit is not None and e.limit <= 0:
         raise ReprtoolsError(f"{where}: eval.limit must be a positive number of items, got {e.limit}")
-    for task in spec.tasks:
+    if e.bootstrap < 0:
+        raise ReprtoolsError(f"{where}: eval.bootstrap must be 0 (no intervals) or a positive count, got {e.bootstrap}")
+    formats = _eval_formats()
+    if formats and e.format not in formats:
+        raise ReprtoolsError(f"{where}: unknown eval.format {e.format!r}; formats: {', '.join(formats)}")
+    for task in spec.tasks if e.enabled else ():
         if task.name not in TASKS:
             raise ReprtoolsError(f"{where}: reprtools eval cannot score task {task.name!r} (it scores "
                                  f"{', '.join(TASKS)}); rename the task or set [eval] enabled = false")
 
+
+def _eval_formats() -> tuple[str, ...]:
+    """The prompt formats the installed ``reprtools eval`` knows (empty for a version without formats)."""
+    import reprtools.eval_tasks as tasks
+
+    return tuple(getattr(tasks, "FORMATS", ()))
 
 
 def _hub_langs(data: str) -> set[str] | None:
