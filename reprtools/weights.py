@@ -184,9 +184,14 @@ def _dtype_for(device: torch.device) -> torch.dtype:
     return torch.float64 if device.type == "cpu" else torch.float32
 
 
+#: The intruder count compares cosines with a threshold (0.5 by default), so float32 singular vectors (errors
+#: ~1e-6) are plenty; the two SVDs it needs per module dominate the run time, and float32 halves it on a CPU.
+INTRUDER_DTYPE = torch.float32
+
+
 def base_vectors(weight: torch.Tensor) -> torch.Tensor:
     """``W``'s left singular vectors (all of them, as Shuttleworth et al. compare with), computed once per base."""
-    U, _, _ = mw.matrix_svd(weight, dtype=_dtype_for(weight.device))
+    U, _, _ = mw.matrix_svd(weight, dtype=INTRUDER_DTYPE)
     return U
 
 
@@ -205,8 +210,9 @@ def measure_update(update: Update, weight: torch.Tensor, vectors: torch.Tensor, 
         values["update_stable_rank"] = mw.stable_rank(S)
         values["update_effective_rank"] = mw.effective_rank(S)
         values["amplification_factor"] = mw.amplification_factor(w, U[:, :r], S, V[:, :r])
-    tuned, _, _ = mw.top_singular_vectors(w + update.matrix().to(dtype), top_k, dtype=dtype)
-    values["intruder_dimensions"] = float(mw.intruder_dimensions(tuned, vectors, threshold))
+    tuned_weight = weight.to(INTRUDER_DTYPE) + update.matrix().to(INTRUDER_DTYPE)
+    tuned, _, _ = mw.top_singular_vectors(tuned_weight, top_k, dtype=INTRUDER_DTYPE)
+    values["intruder_dimensions"] = float(mw.intruder_dimensions(tuned, vectors, threshold, dtype=INTRUDER_DTYPE))
     return ModuleMeasures(update, values, S, U[:, :r], V[:, :r])
 
 
