@@ -124,8 +124,6 @@ def _layer_update(name: str, layer, adapter: str) -> Update:
     from peft.tuners.vera.layer import VeraLayer
 
     layer_index, role = module_role(name)
-    if _base_matrix(layer).ndim != 2:
-        raise ReprtoolsError(f"{name} is not a linear layer; reprtools weights measures linear layers only")
     if isinstance(layer, AdaLoraLayer):
         B, A = _adalora_factors(layer, adapter)
     elif isinstance(layer, VeraLayer):
@@ -140,13 +138,20 @@ def _layer_update(name: str, layer, adapter: str) -> Update:
     return Update(name, layer_index, role, A.shape[0], B=B, A=A)
 
 
+def _is_linear(layer) -> bool:
+    base = layer.get_base_layer()
+    return isinstance(base, torch.nn.Linear) or type(base).__name__ == "Conv1D"
+
+
 def read_updates(peft_model, adapter: str = "default") -> list[Update]:
-    """Every adapted linear module's :class:`Update` in a ``PeftModel`` (module order)."""
+    """Every adapted linear module's :class:`Update` in a ``PeftModel`` (module order).  Adapted embeddings or
+    convolutions (not what ``all-linear`` targets) are left out: their updates are not weight matrices in the
+    sense of the measures."""
     from peft.tuners.tuners_utils import BaseTunerLayer
 
     updates = []
     for name, module in peft_model.named_modules():
-        if isinstance(module, BaseTunerLayer) and adapter in getattr(module, "active_adapters", [adapter]):
+        if isinstance(module, BaseTunerLayer) and _is_linear(module):
             short = name.removeprefix("base_model.model.")
             updates.append(_layer_update(short, module, adapter))
     if not updates:

@@ -220,3 +220,17 @@ def test_figures(table, tmp_path):
     layer1 = df[(df.layer == 1) & (df.metric == "subspace_similarity_out") & (df.checkpoint == "lora")
                 & (df.reference == "lora-s1")]
     assert np.isclose(mat, layer1["value"].mean()).any()
+
+
+def test_embeddings_are_left_out_and_a_zero_update_has_only_its_norm(base):
+    from peft import LoraConfig, get_peft_model
+
+    from reprtools.weights import base_vectors, measure_update
+
+    model = get_peft_model(copy.deepcopy(base), LoraConfig(r=4, target_modules=["embed_tokens", "q_proj"]))
+    updates = read_updates(model)  # LoRA initialises B = 0: every update is zero
+    assert [u.module for u in updates] == ["q", "q"]
+    weight = base.get_submodule(updates[0].name).weight.detach()
+    measured = measure_update(updates[0], weight, base_vectors(weight))
+    assert measured.values == {"update_norm_relative": 0.0, "intruder_dimensions": 0.0}
+    assert measured.U.shape[1] == 0  # no directions to compare with another checkpoint
