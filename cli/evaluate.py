@@ -11,7 +11,7 @@ import click
               help="xnli, tydiqa, or any lm-eval task name ({lang} stands for each of --langs, e.g. 'xcopa_{lang}').")
 @click.option("--data", "-d", default=None,
               help="The task's files: a folder like ../shared/data/xnli or ../shared/data/tydiqa (or xnli:DIR, "
-                   "tydiqa:DIR, hf:xnli, hf:tydiqa). Needed for xnli and tydiqa.")
+                   "tydiqa:DIR) [default: the hub's XNLI or TyDiQA-GoldP, hf:xnli / hf:tydiqa].")
 @click.option("--format", "format_", default="instruct", show_default=True, type=click.Choice(["instruct", "harness"]),
               help="instruct: the prompt the adapters were trained on; harness: lm-eval's own templates.")
 @click.option("--langs", "-l", default="en,hi", show_default=True, help="Comma-separated ISO 639 codes.")

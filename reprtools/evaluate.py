@@ -46,7 +46,8 @@ HOLDOUT, HOLDOUT_SEED = 0.2, 0
 class EvalOptions:
     """What ``reprtools eval`` is asked: checkpoints (run or adapter directories of one base model), the task
     (``xnli``, ``tydiqa`` or an lm-eval task name, where ``{lang}`` stands for each language), its data (a folder or
-    a source spec such as ``xnli:DIR``, ``tydiqa:DIR``, ``hf:xnli``; not used by lm-eval tasks), the prompt format
+    a source spec such as ``xnli:DIR``, ``tydiqa:DIR``; ``None``: the hub's, ``hf:xnli`` / ``hf:tydiqa``; not used by
+    lm-eval tasks), the prompt format
     (``instruct`` or ``harness``), languages, at most ``limit`` items per language, where to write, the paired
     bootstrap (``bootstrap`` resamples, 0 for none, drawn with ``seed``), the harness batch size (``None``: 8 on
     the CPU, ``"auto"`` on a GPU) and the device."""
@@ -86,13 +87,13 @@ def _check(opts: EvalOptions) -> None:
         raise ReprtoolsError(f"unknown --format {opts.format!r}; formats: {', '.join(FORMATS)}")
     if opts.batch_size not in (None, "auto") and (not str(opts.batch_size).isdigit() or int(opts.batch_size) <= 0):
         raise ReprtoolsError(f"--batch-size must be a positive number or 'auto', got {opts.batch_size}")
-    if opts.task in TASKS and not opts.data:
-        raise ReprtoolsError(f"--task {opts.task} needs --data: a folder of {opts.task.upper()} files (e.g. "
-                             f"../shared/data/{opts.task}) or hf:{opts.task} with the hub reachable")
 
 
-def _spec(task: str, data: str) -> str:
-    """A bare folder is read as the task's own format (``xnli:DIR`` / ``tydiqa:DIR``)."""
+def _spec(task: str, data: str | None) -> str:
+    """A bare folder is read as the task's own format (``xnli:DIR`` / ``tydiqa:DIR``); no data means the hub's
+    (``hf:xnli`` / ``hf:tydiqa``, which fails fast with a one-line error when the hub is unreachable)."""
+    if not data:
+        return f"hf:{task}"
     return data if ":" in str(data) and not Path(data).exists() else f"{task}:{data}"
 
 
