@@ -54,6 +54,9 @@ def test_reads_defaults_and_resolves_paths_against_the_file(tmp_path):
     assert spec.ratios == (0.0, 0.5) and spec.seeds == (0,) and spec.methods == ("lora",)
     assert spec.train.rank == 8 and spec.train.max_steps is None  # the defaults of reprtools train
     assert spec.eval.enabled is False and spec.probe.enabled is True
+    (tmp_path / "sub" / "m").mkdir()
+    models = read_spec(_write(tmp_path / "sub", BASE.replace('"tiny-llama"', '"tiny-llama", "./m", "org/name"')))
+    assert models.models == ("tiny-llama", str(tmp_path / "sub" / "m"), "org/name")
     default_out = read_spec(_write(tmp_path, BASE))
     assert default_out.output_dir == (tmp_path / "study-t").resolve()
 

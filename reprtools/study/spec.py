@@ -11,8 +11,9 @@ Tables and keys (every key is optional unless marked; unknown keys are refused a
     [probe]     enabled, data, langs (``"target"`` as above), max_sentences, keep_representations
     [resources] gpus, cpus, mem, time, partition  (per cell, for the cluster executor)
 
-Relative paths (``output_dir`` and the path inside a data spec such as ``xnli:../data/xnli``) are resolved against
-the folder of the study file, so a study runs the same from any working directory.
+Relative paths (``output_dir``, a model directory or ``.gguf`` file, and the path inside a data spec such as
+``xnli:../data/xnli``) are resolved against the folder of the study file, so a study runs the same from any working
+directory.
 
 Checking here is what needs no model weights: keys and types, methods, ratios, languages the data holds (read with
 the data readers, so ``xnli:DIR`` is read from disk; a hub spec ``hf:...`` is checked against the hub dataset's
@@ -209,7 +210,7 @@ def _build(raw: dict, path: Path) -> StudySpec:
         raise ReprtoolsError(f"{path.name}: give at least one [[tasks]] table (name, data, langs)")
     return StudySpec(
         name=name, path=path, output_dir=Path(out),
-        models=items("models", str, ["tiny-llama"]), tasks=tuple(_task(t, base, path) for t in tasks),
+        models=tuple(_model_path(m, base) for m in items("models", str, ["tiny-llama"])), tasks=tuple(_task(t, base, path) for t in tasks),
         methods=items("methods", str, ["lora"]), ratios=items("ratios", float, [0.1]),
         seeds=items("seeds", int, [0]),
         num_examples=None if num is None else _typed(num, int, "study.num_examples", path),
@@ -218,6 +219,14 @@ def _build(raw: dict, path: Path) -> StudySpec:
         probe=_probe(_settings(ProbeSettings, _table(raw, "probe", path), "probe", path), base),
         resources=_settings(Resources, _table(raw, "resources", path), "resources", path),
     )
+
+
+def _model_path(model: str, base: Path) -> str:
+    """A model given as a relative path (``./dir``, ``../x.gguf``) resolved against ``base``; names and hub ids
+    (``org/name``) are kept."""
+    if model.startswith(("./", "../", "~")) or model.endswith(".gguf") or (base / model).is_dir():
+        return _resolve_path(model, base)
+    return model
 
 
 def _probe(probe: ProbeSettings, base: Path) -> ProbeSettings:
