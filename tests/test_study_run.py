@@ -204,3 +204,11 @@ def test_a_run_is_worked_on_by_one_worker_at_a_time(tmp_path):
         assert not (run.dir / "train").exists()
     (run.dir / "train.json").unlink()
     assert run_status(run.dir, run.job())["train"] == PENDING
+
+
+def test_a_finished_training_keeps_only_its_adapter(tmp_path):
+    plan = _in_process_plan(tmp_path, **{'methods = ["lora"]': 'methods = ["pissa"]',
+                                         "max_steps = 2": "max_steps = 2\nsave_steps = 1"})
+    run = plan.runs[0]
+    assert run_job(run.dir)["train"] == DONE
+    assert sorted(p.name for p in (run.dir / "train").iterdir()) == ["adapter", "run.json"]

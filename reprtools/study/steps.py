@@ -9,8 +9,8 @@ and counts as not done.
 
 A step that is done is skipped; a failed one is skipped unless retried (``retry_failed``); a step whose training is
 not done waits.  Training resumes from the last Trainer checkpoint when a killed run left one (``resume=True``), and
-once it is done its Trainer checkpoints are deleted: the adapter, ``run.json`` and the manifests are what a finished
-run keeps.  The probe's representations are dropped after its metrics are written unless
+once it is done its Trainer checkpoints (and PiSSA's initial adapter) are deleted: the adapter, ``run.json`` and the
+manifests are what a finished run keeps.  The probe's representations are dropped after its metrics are written unless
 ``keep_representations``.
 """
 
@@ -154,7 +154,7 @@ def do_train(run_dir: Path, job: dict, progress: bool = False) -> dict:
     """Train the run's adapter into ``train/``: a fresh run, a resumed one (a killed run left a Trainer
     checkpoint) or, when a failed attempt left files but no checkpoint, a fresh one over them.  A directory
     that already holds ``run.json`` is a finished run (killed before its manifest was written)."""
-    from reprtools.run_manifest import CHECKPOINT_DIR
+    from reprtools.run_manifest import CHECKPOINT_DIR, PISSA_INIT_DIR
     from reprtools.train import TrainOptions, run_state, train
 
     out = train_dir(run_dir)
@@ -165,7 +165,8 @@ def do_train(run_dir: Path, job: dict, progress: bool = False) -> dict:
         resumed = checkpoints.is_dir() and any(checkpoints.glob("checkpoint-*"))
         train(TrainOptions(output_dir=str(out), resume=resumed, overwrite=state == "partial" and not resumed,
                            progress=progress, **job["train"]))
-    shutil.rmtree(out / CHECKPOINT_DIR, ignore_errors=True)  # a finished run keeps its adapter, not its checkpoints
+    for name in (CHECKPOINT_DIR, PISSA_INIT_DIR):  # a finished run keeps its adapter, not what made it
+        shutil.rmtree(out / name, ignore_errors=True)
     return {"resumed": resumed, "output": TRAIN}
 
 
