@@ -15,9 +15,10 @@ import click
               help="Intruder dimensions: a singular vector of W + \u0394W whose largest |cosine| with W's singular "
                    "vectors is below this is an intruder.")
 @click.option("--device", default="auto", show_default=True, help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N, mps.")
+@click.option("--formats", default="pdf,png,svg", show_default=True, help="Comma-separated figure formats.")
 @click.option("--no-figures", is_flag=True, help="Write the tables only.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
-def weights(checkpoints, output_dir, top_k: int, threshold: float, device: str, no_figures: bool,
+def weights(checkpoints, output_dir, top_k: int, threshold: float, device: str, formats: str, no_figures: bool,
             quiet: bool) -> None:
     """Measure how each CHECKPOINT's adapter changes the weight matrices of its base (a reprtools run or a PEFT
     adapter directory; LoRA, DoRA, VeRA, AdaLoRA or PiSSA): relative update norm, stable and effective rank,
@@ -28,7 +29,8 @@ def weights(checkpoints, output_dir, top_k: int, threshold: float, device: str, 
     from reprtools.weights import weights as run_weights
 
     table = run_weights(list(checkpoints), output_dir, top_k=top_k, threshold=threshold, device=device,
-                        figures=not no_figures, progress=not quiet)
+                        figures=not no_figures, formats=[f.strip() for f in formats.split(",") if f.strip()],
+                        progress=not quiet)
     norms = table[(table["reference"] == "base") & (table["metric"] == "update_norm_relative")]
     modules = norms.groupby("checkpoint", sort=False)["value"]
     click.echo(f"reprtools: {modules.ngroups} checkpoint(s), {modules.size().max()} adapted modules each; "

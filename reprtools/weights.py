@@ -218,7 +218,8 @@ def measure_update(update: Update, weight: torch.Tensor, vectors: torch.Tensor, 
     tuned_weight = weight.to(INTRUDER_DTYPE) + update.matrix().to(INTRUDER_DTYPE)
     tuned, _, _ = mw.top_singular_vectors(tuned_weight, top_k, dtype=INTRUDER_DTYPE)
     values["intruder_dimensions"] = float(mw.intruder_dimensions(tuned, vectors, threshold, dtype=INTRUDER_DTYPE))
-    return ModuleMeasures(update, values, S, U[:, :r], V[:, :r])
+    spectrum = S if update.dense is not None else S[:mw.numerical_rank(S)]  # not a factor's rounding noise
+    return ModuleMeasures(update, values, spectrum, U[:, :r], V[:, :r])
 
 
 def _row(ck, m: Update, metric: str, value: float, reference: str = "base", n=None) -> dict:
@@ -289,13 +290,17 @@ def spectrum_frame(ck, measured: list[ModuleMeasures], top: int = 64) -> "pd.Dat
 
 
 # ----------------------------------------------------------------------------------------------------- command
-def _check_options(top_k, threshold) -> None:
+def _check_options(top_k, threshold, formats=("png",)) -> None:
     if not isinstance(top_k, int) or isinstance(top_k, bool) or top_k < 1:
         raise ReprtoolsError(f"--top-k must be a positive integer (the paper's default is {mw.INTRUDER_TOP_K}), "
                              f"got {top_k!r}")
     if not isinstance(threshold, (int, float)) or not 0.0 < threshold < 1.0:
         raise ReprtoolsError(f"--threshold must lie in (0, 1) (the paper's default is {mw.INTRUDER_THRESHOLD}), "
                              f"got {threshold!r}")
+    bad = [f for f in formats if str(f).lower().lstrip(".") not in ("pdf", "png", "svg")]
+    if bad or not formats:
+        raise ReprtoolsError(f"figure format(s) {', '.join(map(str, bad)) or '(none)'} unsupported; use pdf, png "
+                             "and/or svg")
 
 
 def _load_base(name: str, device: torch.device):
@@ -334,11 +339,11 @@ def _measure_checkpoint(model, ck, bases: dict, top_k: int, threshold: float) ->
 
 def weights(checkpoints, output_dir=None, *, top_k: int = mw.INTRUDER_TOP_K,
             threshold: float = mw.INTRUDER_THRESHOLD, device: str = "auto", figures: bool = True,
-            progress: bool = False) -> "pd.DataFrame":
+            formats=("pdf", "png", "svg"), progress: bool = False) -> "pd.DataFrame":
     """Measure every adapted module of each checkpoint (paths or :class:`~reprtools.checkpoints.Checkpoint`) on
     their shared base, and the subspace similarity of every pair of checkpoints' updates; write ``weights.csv``
     (the results schema), ``spectra.csv``, ``weights.json`` and (``figures``) ``figures/`` to ``output_dir``
-    (default ``FIRST_CHECKPOINT/weights``) and return the table.
+    (default ``FIRST_CHECKPOINT/weights``; figures in each of ``formats``) and return the table.
 
     ``top_k`` and ``threshold``: how many of ``W + ΔW``'s top singular vectors the intruder count examines and the
     cosine below which one is an intruder (Shuttleworth et al., 2024; defaults :data:`INTRUDER_TOP_K`,
@@ -351,7 +356,7 @@ def weights(checkpoints, output_dir=None, *, top_k: int = mw.INTRUDER_TOP_K,
     from reprtools.fileio import atomic_path, write_json
 
     started = time.time()
-    _check_options(top_k, threshold)
+    _check_options(top_k, threshold, formats if figures else ("png",))
     checkpoints = read_checkpoints([ck.path if isinstance(ck, Checkpoint) else ck for ck in checkpoints or []])
     out = out_dir_for(output_dir, checkpoints[0], "weights")
     dev = resolve_device(device)
@@ -370,8 +375,9 @@ def weights(checkpoints, output_dir=None, *, top_k: int = mw.INTRUDER_TOP_K,
         rows += seed_floor_rows(checkpoints, rows)
     table = R.frame(rows)
     R.write_results(table, out / "weights.csv")
+    spectra = pd.concat(spectra, ignore_index=True)
     with atomic_path(out / "spectra.csv") as tmp:
-        pd.concat(spectra, ignore_index=True).to_csv(tmp, index=False, float_format="%.9g")
+        spectra.to_csv(tmp, index=False, float_format="%.9g")
     write_json(out / "weights.json", {
         "base_model": checkpoints[0].base, "device": str(dev), "top_k": top_k, "threshold": threshold,
         "checkpoints": [{"name": ck.name, "method": ck.method, "seed": ck.seed, "path": str(ck.path),
@@ -380,6 +386,6 @@ def weights(checkpoints, output_dir=None, *, top_k: int = mw.INTRUDER_TOP_K,
     if figures:
         from reprtools.report.weights import draw_weights
 
-        draw_weights(table, out / "figures")
+        draw_weights(table, out / "figures", spectra, formats=formats)
     table.attrs["output_dir"] = str(out)
     return table

@@ -166,7 +166,7 @@ def _cli(capsys, *args):
     return exit_info.value.code, capsys.readouterr()
 
 
-@pytest.mark.parametrize("case", ["missing", "file", "not-adapter", "output-file", "top-k", "threshold"])
+@pytest.mark.parametrize("case", ["missing", "file", "not-adapter", "output-file", "top-k", "threshold", "formats"])
 def test_cli_bad_inputs_are_one_line(runs, tmp_path, capsys, case):
     afile = tmp_path / "afile.txt"
     afile.write_text("x")
@@ -174,7 +174,8 @@ def test_cli_bad_inputs_are_one_line(runs, tmp_path, capsys, case):
     empty.mkdir()
     args = {"missing": [tmp_path / "nope"], "file": [afile], "not-adapter": [empty],
             "output-file": [runs / "lora", "-o", afile], "top-k": [runs / "lora", "--top-k", "0"],
-            "threshold": [runs / "lora", "--threshold", "2"]}[case]
+            "threshold": [runs / "lora", "--threshold", "2"],
+            "formats": [runs / "lora", "-o", tmp_path / "w", "--formats", "gif"]}[case]
     code, captured = _cli(capsys, *args)
     assert code != 0
     lines = captured.err.strip().splitlines()
@@ -183,14 +184,15 @@ def test_cli_bad_inputs_are_one_line(runs, tmp_path, capsys, case):
 
 
 def test_cli_writes_the_table(runs, tmp_path, capsys):
-    code, captured = _cli(capsys, runs / "vera", runs / "adalora", "-o", tmp_path / "w", "-q")
+    code, captured = _cli(capsys, runs / "vera", runs / "adalora", "-o", tmp_path / "w", "-q", "--formats", "png")
     assert code == 0
     df = results.read_results(tmp_path / "w" / "weights.csv")
     assert set(df["checkpoint"]) == {"vera", "adalora"}
     assert "weights.csv" in captured.out
-    for stem in ("weights_update_norm_relative", "weights_intruder_dimensions", "weights_subspace_similarity"):
-        for fmt in ("pdf", "png", "svg"):
-            assert (tmp_path / "w" / "figures" / f"{stem}.{fmt}").stat().st_size > 0
+    for stem in ("weights_update_norm_relative", "weights_intruder_dimensions", "weights_subspace_similarity",
+                 "weights_spectra"):
+        assert (tmp_path / "w" / "figures" / f"{stem}.png").stat().st_size > 0
+    assert not list((tmp_path / "w" / "figures").glob("*.pdf"))
 
 
 def test_figures(table, tmp_path):
@@ -199,10 +201,19 @@ def test_figures(table, tmp_path):
 
     from reprtools.report.weights import draw_weights
 
-    _, df = table
-    written = draw_weights(df, tmp_path, formats=["png"])
-    assert sorted(p.name for p in written) == ["weights_intruder_dimensions.png",
+    out, df = table
+    spectra = pd.read_csv(out / "spectra.csv")
+    written = draw_weights(df, tmp_path, spectra, formats=["png"])
+    assert sorted(p.name for p in written) == ["weights_intruder_dimensions.png", "weights_spectra.png",
                                                "weights_subspace_similarity.png", "weights_update_norm_relative.png"]
+    from reprtools.report.weights import spectra_plot
+
+    fig = spectra_plot(spectra)
+    assert [ax.get_title() for ax in fig.axes] == ["Layer 1, q", "Layer 1, down", "Layer 2, q", "Layer 2, down"]
+    lines = fig.axes[0].get_lines()
+    assert len(lines) == 7  # a line per checkpoint
+    q1 = spectra[(spectra.layer == 1) & (spectra.module == "q")]
+    assert sorted(len(line.get_xdata()) for line in lines) == sorted(q1.groupby("checkpoint").size())
     fig = module_heatmap(df, "intruder_dimensions")
     meshes = heatmap_meshes(fig)
     assert len(meshes) == 7  # a panel per checkpoint

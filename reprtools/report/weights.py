@@ -3,7 +3,8 @@
 * :func:`module_heatmap` -- a per-module measure (update norm, intruder count, ...): a panel per checkpoint,
   modules (q, k, v, o, gate, up, down) x layers, one shared colour scale;
 * :func:`similarity_matrix` -- checkpoint x checkpoint subspace similarity of their updates, averaged over the
-  modules of a layer, a panel per layer (a few spread over the depth).
+  modules of a layer, a panel per layer (a few spread over the depth);
+* :func:`spectra_plot` -- the singular values of a few modules' updates, a line per checkpoint.
 
 :func:`draw_weights` writes them all to a folder.
 """
@@ -106,10 +107,60 @@ def similarity_matrix(df: "pd.DataFrame", metric: str = PAIR_METRIC, layers: Seq
     return fig
 
 
-def draw_weights(df: "pd.DataFrame", out_dir: str | os.PathLike, *, width: str | float = "two",
-                 formats: Sequence[str] = FORMATS) -> list[Path]:
-    """Every weights figure ``df`` has rows for, saved under ``out_dir``; returns the written paths."""
+def _spectrum_panels(spectra: "pd.DataFrame", at_most: int) -> list[tuple[int, str]]:
+    """``(layer, module)`` panels: q and down (or the first and last module present) at the first and last layer."""
+    layers = sorted(spectra["layer"].unique())
+    modules = _module_order(spectra["module"])
+    picked = [m for m in ("q", "down") if m in modules] or [modules[0], modules[-1]]
+    ends = list(dict.fromkeys([layers[0], layers[-1]]))
+    return [(layer, module) for layer in ends for module in dict.fromkeys(picked)][:at_most]
+
+
+def spectra_plot(spectra: "pd.DataFrame", panels: Sequence[tuple[int, str]] | None = None, *,
+                 width: str | float = "two") -> "Figure":
+    """The singular values of ``ΔW`` (``spectra.csv``: checkpoint, method, layer, module, index,
+    singular_value), index 1 = largest, log scale: a line per checkpoint (colour = method, a dashed line for a
+    further run of a method), a panel per ``(layer, module)`` (default q and down at the first and last layer)."""
+    import seaborn as sns
+    from matplotlib.lines import Line2D
+
+    if spectra.empty:
+        raise ReprtoolsError("no spectra to draw; run `reprtools weights` first")
+    panels = list(panels) if panels is not None else _spectrum_panels(spectra, 4)
+    models = labels.models(spectra)
+    order = sorted({m for _, m in models}, key=lambda m: labels.model_key("", m))
+    palette = dict(zip(order, sns.color_palette("colorblind", max(len(order), 3))))
+    seen: dict[str, int] = {}
+    styles = {}
+    for checkpoint, method in models:
+        styles[checkpoint] = (palette[method], ("-", "--", ":", "-.")[seen.get(method, 0) % 4])
+        seen[method] = seen.get(method, 0) + 1
+    with paper_style():
+        fig, axes, ncols = _grid(width, len(panels), 4, 1.5, narrow_cols=2, extra_h=0.7)
+        for ax, (layer, module) in zip(axes, panels):
+            sub = spectra[(spectra["layer"] == layer) & (spectra["module"] == module)]
+            for checkpoint, _method in models:
+                line = sub[sub["checkpoint"] == checkpoint].sort_values("index")
+                line = line[line["singular_value"] > 0]
+                colour, style = styles[checkpoint]
+                ax.plot(line["index"], line["singular_value"], color=colour, linestyle=style, linewidth=1.0)
+            ax.set_yscale("log")
+            ax.set_title(f"Layer {layer}, {module}")
+            ax.set_xlabel("Index")
+        axes[0].set_ylabel("Singular value of \u0394W")
+        handles = [Line2D([], [], color=styles[c][0], linestyle=styles[c][1], label=labels.model_label(c, m))
+                   for c, m in models]
+        fig.legend(handles=handles, loc="outside lower center", ncols=min(len(handles), 6), frameon=False)
+    return fig
+
+
+def draw_weights(df: "pd.DataFrame", out_dir: str | os.PathLike, spectra: "pd.DataFrame | None" = None, *,
+                 width: str | float = "two", formats: Sequence[str] = FORMATS) -> list[Path]:
+    """Every weights figure ``df`` (and ``spectra``, the ``spectra.csv`` frame) has rows for, saved under
+    ``out_dir``; returns the written paths."""
     written = []
+    if spectra is not None and not spectra.empty:
+        written += save_figure(spectra_plot(spectra, width=width), out_dir, "weights_spectra", formats)
     for metric in MODULE_METRICS:
         if ((df["metric"] == metric) & (df["reference"] == "base")).any():
             written += save_figure(module_heatmap(df, metric, width=width), out_dir, f"weights_{metric}", formats)
