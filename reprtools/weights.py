@@ -60,25 +60,35 @@ def module_role(name: str) -> tuple[int, str]:
 # ---------------------------------------------------------------------------------------------------- updates
 @dataclass
 class Update:
-    """``ΔW`` of one adapted module, (out, in): the factors ``B`` (out, r) and ``A`` (r, in) with ``ΔW = B A``, or
-    ``dense`` where the method's update is not a low-rank product (DoRA).  ``rank`` is the adapter's rank r."""
+    """``ΔW`` of one adapted module, (out, in): the factors ``B`` (out, r) and ``A`` (r, in) with ``ΔW = B A``;
+    for DoRA also the ``magnitude`` vector and the base ``weight`` (a reference, not a copy), from which
+    :meth:`matrix` forms its update when asked -- DoRA's is not a low-rank product, so reading a whole model's
+    updates stays as small as its adapters.  ``rank`` is the adapter's rank r."""
 
     name: str
     layer: int
     module: str
     rank: int
-    B: torch.Tensor | None = None
-    A: torch.Tensor | None = None
-    dense: torch.Tensor | None = None
+    B: torch.Tensor
+    A: torch.Tensor
+    magnitude: torch.Tensor | None = None
+    weight: torch.Tensor | None = None
+
+    @property
+    def factored(self) -> bool:
+        return self.magnitude is None
 
     def matrix(self) -> torch.Tensor:
-        """``ΔW`` formed (for tests and small modules; the measures use :meth:`svd`)."""
-        return self.dense if self.dense is not None else self.B @ self.A
+        """``ΔW`` formed: ``B A``, or DoRA's merged weight less the base (float64 on a CPU, else float32)."""
+        if self.factored:
+            return self.B @ self.A
+        return _dora_update(self.weight, self.magnitude, self.B, self.A)
 
-    def svd(self, dtype=torch.float64) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        if self.dense is not None:
-            return mw.matrix_svd(self.dense, dtype=dtype)
-        return mw.factored_svd(self.B, self.A, dtype=dtype)
+    def svd(self, dtype=torch.float64, matrix: torch.Tensor | None = None):
+        """``(U, S, V)`` of ``ΔW``: from the factors, or of ``matrix`` (:meth:`matrix`, if already formed)."""
+        if self.factored:
+            return mw.factored_svd(self.B, self.A, dtype=dtype)
+        return mw.matrix_svd(self.matrix() if matrix is None else matrix, dtype=dtype)
 
 
 def _base_matrix(layer) -> torch.Tensor:
@@ -92,14 +102,12 @@ def _lora_factors(layer, adapter: str) -> tuple[torch.Tensor, torch.Tensor]:
     return layer.lora_B[adapter].weight.detach() * scaling, layer.lora_A[adapter].weight.detach()
 
 
-def _dora_update(layer, adapter: str, B: torch.Tensor, A: torch.Tensor) -> torch.Tensor:
+def _dora_update(weight: torch.Tensor, magnitude: torch.Tensor, B: torch.Tensor, A: torch.Tensor) -> torch.Tensor:
     """DoRA's merged weight less the base, as peft merges it: ``m / ‖W + BA‖_row`` scales each output row."""
-    weight = _base_matrix(layer)
     dtype = torch.float64 if weight.device.type == "cpu" else torch.float32
     w = weight.to(dtype)
     combined = w + B.to(dtype) @ A.to(dtype)
-    magnitude = layer.lora_magnitude_vector[adapter].weight.detach().to(dtype).reshape(-1)
-    return (magnitude / torch.linalg.vector_norm(combined, dim=1))[:, None] * combined - w
+    return (magnitude.to(dtype).reshape(-1) / torch.linalg.vector_norm(combined, dim=1))[:, None] * combined - w
 
 
 def _vera_factors(layer, adapter: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -131,11 +139,12 @@ def _layer_update(name: str, layer, adapter: str) -> Update:
     elif isinstance(layer, LoraLayer):
         B, A = _lora_factors(layer, adapter)
         if layer.use_dora.get(adapter, False):
-            return Update(name, layer_index, role, A.shape[0], dense=_dora_update(layer, adapter, B, A))
+            magnitude = layer.lora_magnitude_vector[adapter].weight.detach()
+            return Update(name, layer_index, role, A.shape[0], B, A, magnitude, _base_matrix(layer))
     else:
         raise ReprtoolsError(f"{name}: adapter layer {type(layer).__name__} is not one of LoRA, DoRA, PiSSA, VeRA "
                              "or AdaLoRA")
-    return Update(name, layer_index, role, A.shape[0], B=B, A=A)
+    return Update(name, layer_index, role, A.shape[0], B, A)
 
 
 def _is_linear(layer) -> bool:
@@ -207,7 +216,8 @@ def measure_update(update: Update, weight: torch.Tensor, vectors: torch.Tensor, 
     A zero update (an untrained or fully pruned module) has only its norm (0) and no intruders: the ratios that
     divide by its spectrum are undefined and left out."""
     dtype = _dtype_for(weight.device)
-    U, S, V = update.svd(dtype)
+    delta = update.matrix()
+    U, S, V = update.svd(dtype, delta)
     w = weight.to(dtype)
     values = {"update_norm_relative": mw.relative_update_norm(S, w)}
     r = min(update.rank, mw.numerical_rank(S))
@@ -215,10 +225,11 @@ def measure_update(update: Update, weight: torch.Tensor, vectors: torch.Tensor, 
         values["update_stable_rank"] = mw.stable_rank(S)
         values["update_effective_rank"] = mw.effective_rank(S)
         values["amplification_factor"] = mw.amplification_factor(w, U[:, :r], S, V[:, :r])
-    tuned_weight = weight.to(INTRUDER_DTYPE) + update.matrix().to(INTRUDER_DTYPE)
+    tuned_weight = weight.to(INTRUDER_DTYPE) + delta.to(INTRUDER_DTYPE)
+    del delta
     tuned, _, _ = mw.top_singular_vectors(tuned_weight, top_k, dtype=INTRUDER_DTYPE)
     values["intruder_dimensions"] = float(mw.intruder_dimensions(tuned, vectors, threshold, dtype=INTRUDER_DTYPE))
-    spectrum = S if update.dense is not None else S[:mw.numerical_rank(S)]  # not a factor's rounding noise
+    spectrum = S[:mw.numerical_rank(S)] if update.factored else S  # not a factor's rounding noise
     return ModuleMeasures(update, values, spectrum, U[:, :r], V[:, :r])
 
 
@@ -320,20 +331,30 @@ def _load_base(name: str, device: torch.device):
     return model.to(device).eval()
 
 
-def _measure_checkpoint(model, ck, bases: dict, top_k: int, threshold: float) -> list[ModuleMeasures]:
-    """Wrap ``model`` with ``ck``, read and measure every update; ``bases`` caches each module's base weight and
-    singular vectors across checkpoints (filled on first use)."""
+def _read_checkpoint_updates(model, ck) -> list[Update]:
     from reprtools.checkpoints import adapter_on
 
     with adapter_on(model, ck) as wrapped:
-        updates = read_updates(wrapped)
-    measured = []
-    for update in updates:
-        if update.name not in bases:
-            (weight,) = base_weights(model, [update.name]).values()
-            bases[update.name] = (weight, base_vectors(weight))
-        weight, vectors = bases[update.name]
-        measured.append(measure_update(update, weight, vectors, top_k, threshold))
+        return read_updates(wrapped)
+
+
+def measure_all(model, updates: dict[str, list[Update]], top_k: int, threshold: float,
+                progress: bool = False) -> dict[str, list[ModuleMeasures]]:
+    """Every checkpoint's updates (``{checkpoint: [Update]}``) measured, module by module: each base weight's
+    singular vectors are computed once, used for every checkpoint that adapts it, and dropped before the next
+    module, so memory holds one module's SVD at a time (an 8B model's would not fit on most GPUs at once)."""
+    names = list(dict.fromkeys(u.name for ups in updates.values() for u in ups))
+    by_name = {ck: {u.name: u for u in ups} for ck, ups in updates.items()}
+    measured: dict[str, list[ModuleMeasures]] = {ck: [] for ck in updates}
+    for i, name in enumerate(names):
+        if progress and (i % 20 == 0 or i == len(names) - 1):
+            print(f"reprtools: module {i + 1}/{len(names)} ({name})", file=sys.stderr, flush=True)
+        (weight,) = base_weights(model, [name]).values()
+        vectors = base_vectors(weight)
+        for ck, ups in by_name.items():
+            if name in ups:
+                measured[ck].append(measure_update(ups[name], weight, vectors, top_k, threshold))
+        del vectors
     return measured
 
 
@@ -361,13 +382,15 @@ def weights(checkpoints, output_dir=None, *, top_k: int = mw.INTRUDER_TOP_K,
     out = out_dir_for(output_dir, checkpoints[0], "weights")
     dev = resolve_device(device)
     model = _load_base(checkpoints[0].base, dev)
-    bases: dict = {}
-    measured, rows, spectra = {}, [], []
+    rows, spectra = [], []
     with torch.no_grad():
+        updates = {}
         for ck in checkpoints:
             if progress:
-                print(f"reprtools: weights of {ck.name}", file=sys.stderr, flush=True)
-            measured[ck.name] = _measure_checkpoint(model, ck, bases, top_k, threshold)
+                print(f"reprtools: reading the updates of {ck.name}", file=sys.stderr, flush=True)
+            updates[ck.name] = _read_checkpoint_updates(model, ck)
+        measured = measure_all(model, updates, top_k, threshold, progress)
+        for ck in checkpoints:
             rows += measure_rows(ck, measured[ck.name], top_k)
             spectra.append(spectrum_frame(ck, measured[ck.name]))
         for a, b in combinations(checkpoints, 2):
