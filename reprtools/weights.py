@@ -325,7 +325,8 @@ def _load_base(name: str, device: torch.device):
     resolved = resolve_model(name)
     source = str(resolved.path) if resolved.path is not None else resolved.reload_id
     try:
-        model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32)
+        # the dtype it is stored in: every measure upcasts one module at a time, so an 8B bf16 base stays 16 GB
+        model = AutoModelForCausalLM.from_pretrained(source, dtype="auto")
     except OSError as exc:
         raise ReprtoolsError(f"could not load the base model '{name}': {str(exc).splitlines()[0]}") from None
     return model.to(device).eval()
