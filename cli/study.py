@@ -42,7 +42,7 @@ def _status(plan) -> None:
     for r in rows:
         state = cell_state(r)
         counts[state] = counts.get(state, 0) + 1
-        line = (f"  {state:<8} {r['model']} {r['task']} {r['method']} {r['lang']} {r['ratio']:g} {r['seed']}  "
+        line = (f"  {state:<11} {r['model']} {r['task']} {r['method']} {r['lang']} {r['ratio']:g} {r['seed']}  "
                 f"[{r['run_key']}: train {r['train']}, eval {r['eval']}, probe {r['probe']}]")
         click.echo(line + (f"  {r['error']}" if r["error"] else ""))
     click.echo("reprtools: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
