@@ -89,9 +89,6 @@ class Plan:
     def dir(self) -> Path:
         return self.spec.output_dir
 
-    def run(self, key: str) -> Run:
-        return next(r for r in self.runs if r.key == key)
-
 
 def training_settings(spec: StudySpec, model: str, task: Task, method: str, lang: str, ratio: float,
                       seed: int) -> dict:
