@@ -5,7 +5,6 @@ import hashlib
 import json
 import textwrap
 
-
 import reprtools
 from reprtools.study.plan import make_plan, parameter_count, settings_key, train_tokens
 from reprtools.study.spec import read_spec
