@@ -245,3 +245,26 @@ def test_embeddings_are_left_out_and_a_zero_update_has_only_its_norm(base):
     measured = measure_update(updates[0], weight, base_vectors(weight))
     assert measured.values == {"update_norm_relative": 0.0, "intruder_dimensions": 0.0}
     assert measured.U.shape[1] == 0  # no directions to compare with another checkpoint
+
+
+def test_intruder_count_matches_peft_detection(runs, base, table):
+    """peft's reduce_intruder_dimension (LoRA only) detects intruders the same way and prints a count per layer."""
+    import re
+
+    from peft import PeftModel
+    from peft.tuners.lora.intruders import reduce_intruder_dimension
+
+    _, df = table
+    ck = read_checkpoint(runs / "lora")
+    model = PeftModel.from_pretrained(copy.deepcopy(base), str(ck.adapter_dir))
+    lines = []
+    reduce_intruder_dimension(model, logging_sink=lines.append)
+    peft_counts = {}
+    for line in (x for x in lines if "Intruders" in x or "No intruders" in x):
+        name, _, rest = line.partition(": ")
+        match = re.search(r"Intruders: (\d+)", rest)
+        peft_counts[module_role(name.removeprefix("base_model.model."))] = int(match.group(1)) if match else 0
+    ours = df[(df.checkpoint == "lora") & (df.reference == "base") & (df.metric == "intruder_dimensions")]
+    assert len(peft_counts) == len(ours) == 14
+    assert {(int(r.layer), r.module): int(r.value) for r in ours.itertuples()} == peft_counts
+    assert sum(peft_counts.values()) > 0  # the tiny adapters do have intruders: the comparison is not vacuous

@@ -40,9 +40,12 @@ __all__ = [
     "top_singular_vectors",
 ]
 
-#: Shuttleworth et al. (2024) look for intruders among the top 10 singular vectors of the fine-tuned matrix and
-#: call one an intruder when its largest cosine similarity with the pretrained singular vectors is below a
-#: threshold ε; 0.5 is the threshold of their main comparisons (they sweep ε to show the count's dependence on it).
+#: Shuttleworth et al. (2024) look for intruders among the top k singular vectors of the fine-tuned matrix and
+#: call one an intruder when its largest |cosine| with all of the pretrained left singular vectors is below ε
+#: (the paper sweeps ε to show how the count depends on it).  k = 10 and ε = 0.5 are the defaults of peft's
+#: implementation of the paper's mitigation (``peft.tuners.lora.intruders.reduce_intruder_dimension``), which
+#: detects intruders the same way; it is not used here because it handles LoRA only, adds an adapter to the model
+#: and only prints the count.
 INTRUDER_TOP_K = 10
 INTRUDER_THRESHOLD = 0.5
 
@@ -165,9 +168,10 @@ def intruder_dimensions(tuned_vectors: Any, base_vectors: Any, threshold: float 
     2024, "LoRA vs Full Fine-tuning: An Illusion of Equivalence", Def. 1): ``yⱼ`` is one when
     ``maxᵢ |cos(yⱼ, xᵢ)| < ε`` over the pretrained singular vectors ``xᵢ``.
 
-    ``tuned_vectors``: the top-k singular vectors of ``W' = W + ΔW`` as columns (k = :data:`INTRUDER_TOP_K` in the
+    ``tuned_vectors``: the top-k left singular vectors of ``W' = W + ΔW`` as columns (k = :data:`INTRUDER_TOP_K` in the
     paper; :func:`top_singular_vectors` computes them); ``base_vectors``: ``W``'s singular vectors as columns (the
-    paper compares with all of them; compute them once per base and reuse them across checkpoints);
+    paper compares with all of W's left singular vectors; compute them once per base and reuse them across
+    checkpoints);
     ``threshold``: ε (:data:`INTRUDER_THRESHOLD`).  Singular vectors are unit vectors, so the cosine is the inner
     product; its sign is arbitrary, hence the absolute value."""
     if not 0.0 < threshold <= 1.0:
