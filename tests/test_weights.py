@@ -268,3 +268,24 @@ def test_intruder_count_matches_peft_detection(runs, base, table):
     assert len(peft_counts) == len(ours) == 14
     assert {(int(r.layer), r.module): int(r.value) for r in ours.itertuples()} == peft_counts
     assert sum(peft_counts.values()) > 0  # the tiny adapters do have intruders: the comparison is not vacuous
+
+
+def test_a_bf16_base_is_measured_in_float(runs, base, table, tmp_path):
+    """A base stored in bf16 loads as bf16 (half the memory) and every measure upcasts: the numbers match the
+    float32 base's to bf16 precision."""
+    import json
+
+    bf16 = tmp_path / "base-bf16"
+    copy.deepcopy(base).to(torch.bfloat16).save_pretrained(bf16)
+    run = tmp_path / "lora-bf16"
+    shutil.copytree(runs / "lora" / "adapter", run)
+    config = json.loads((run / "adapter_config.json").read_text())
+    config["base_model_name_or_path"] = str(bf16)
+    (run / "adapter_config.json").write_text(json.dumps(config))
+    df = weights([run], tmp_path / "out", device="cpu", figures=False)
+    _, ref = table
+    got = df[df.metric == "update_norm_relative"].set_index(["layer", "module"])["value"]
+    want = ref[(ref.checkpoint == "lora") & (ref.reference == "base") & (ref.metric == "update_norm_relative")]
+    want = want.set_index(["layer", "module"])["value"]
+    assert np.isfinite(df["value"]).all()
+    np.testing.assert_allclose(got.sort_index(), want.sort_index(), rtol=2e-2)
