@@ -9,7 +9,9 @@ exactly from the adapter as peft loads it on its base, in the orientation of ``t
 * AdaLoRA (Zhang et al., 2023): ``ΔW = B (A ⊙ E) · alpha / ranknum`` with the singular-value vector ``E`` of
   the ranks kept after pruning (peft resizes a saved AdaLoRA to them on load);
 * DoRA (Liu et al., 2024): ``W' = m / ‖W + s B A‖_row ⊙ (W + s B A)`` (the magnitude ``m`` rescales every output
-  row), so ``ΔW = W' − W`` is materialised -- the only method whose update is not a low-rank product.
+  row), so ``ΔW = W' − W`` is materialised -- the only method whose update is not a low-rank product; its
+  amplification factor and subspace similarity use the top-r directions of that full-rank update (r = its LoRA
+  rank), its norm and spectrum all of it.
 
 Factored updates stay factored: their SVDs come from :func:`reprtools.measures.weights.factored_svd`.  The
 measures (:mod:`reprtools.measures.weights`) are computed per module; the base weight's singular vectors, which
