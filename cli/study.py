@@ -56,8 +56,10 @@ def _status(plan) -> None:
 @click.option("--collect", "collect_only", is_flag=True, help="Only rebuild STUDY_DIR/results.csv from the runs.")
 @click.option("--status", "status_only", is_flag=True, help="Only show done / failed / running / pending per cell.")
 @click.option("--retry-failed", is_flag=True, help="Run failed steps again (otherwise they are skipped).")
+@click.option("--shard", default=None, metavar="I/N",
+              help="Run only every N-th run from the I-th, so N processes (or machines) share the study.")
 def study(study_file: str, executor: str, dry_run: bool, collect_only: bool, status_only: bool,
-          retry_failed: bool) -> None:
+          retry_failed: bool, shard: str | None) -> None:
     """Run the grid a STUDY_FILE (TOML) describes: each run trains, evaluates and probes in its own directory;
     finished steps are skipped, a killed training resumes, a failed step is recorded and the rest goes on."""
     from reprtools.study import run_study
@@ -66,7 +68,10 @@ def study(study_file: str, executor: str, dry_run: bool, collect_only: bool, sta
     from reprtools.study.plan import make_plan
     from reprtools.study.spec import read_spec
 
+    from reprtools.study.plan import parse_shard
+
     get_executor(executor)
+    parse_shard(shard)
     if dry_run or collect_only or status_only:
         plan = make_plan(read_spec(study_file, check_data=dry_run))
         if dry_run:
@@ -77,6 +82,7 @@ def study(study_file: str, executor: str, dry_run: bool, collect_only: bool, sta
             path, n = write_collected(plan)
             click.echo(f"reprtools: {n} rows in {path}")
         return
-    plan, codes, path = run_study(study_file, executor, retry_failed, echo=lambda m: click.echo(f"reprtools: {m}"))
+    plan, codes, path = run_study(study_file, executor, retry_failed, echo=lambda m: click.echo(f"reprtools: {m}"),
+                                  shard=shard)
     _status(plan)
     click.echo(f"reprtools: results in {path}")

@@ -5,8 +5,13 @@ import hashlib
 import json
 import textwrap
 
+import pytest
+
 import reprtools
-from reprtools.study.plan import make_plan, parameter_count, settings_key, train_tokens
+from reprtools.errors import ReprtoolsError
+from reprtools.study.plan import (
+    make_plan, parameter_count, parse_shard, settings_key, shard_runs, train_tokens,
+)
 from reprtools.study.spec import read_spec
 
 SPEC = """
@@ -126,3 +131,14 @@ def test_train_settings_defaults_are_reprtools_trains():
 
     defaults = {f.name: f.default for f in fields(TrainOptions)}
     assert asdict(TrainSettings()) == {k: defaults[k] for k in asdict(TrainSettings())}
+
+
+def test_shards_split_the_runs(tmp_path):
+    runs = _plan(tmp_path).runs
+    parts = [shard_runs(runs, parse_shard(f"{i}/3")) for i in (1, 2, 3)]
+    assert sorted(r.key for part in parts for r in part) == sorted(r.key for r in runs)  # each run once
+    assert max(map(len, parts)) - min(map(len, parts)) <= 1
+    assert shard_runs(runs, parse_shard(None)) == runs
+    for bad in ("0/2", "3/2", "1", "a/b", "1/0"):
+        with pytest.raises(ReprtoolsError, match="--shard takes I/N"):
+            parse_shard(bad)

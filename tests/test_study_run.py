@@ -68,10 +68,23 @@ def _cache(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def finished(tmp_path_factory):
+def sharded(tmp_path_factory):
+    """The tiny study run as two shards, one after the other; the states after the first shard."""
     path = _study(tmp_path_factory.mktemp("study"))
-    main_ok(["study", str(path)])
-    return path
+    main_ok(["study", str(path), "--shard", "2/2"])
+    plan = make_plan(read_spec(path))
+    after_first = [run_status(r.dir, r.job())["train"] for r in plan.runs]
+    main_ok(["study", str(path), "--shard", "1/2"])
+    return path, after_first
+
+
+@pytest.fixture(scope="module")
+def finished(sharded):
+    return sharded[0]
+
+
+def test_a_shard_runs_only_its_runs(sharded):
+    assert sharded[1] == [PENDING, DONE]
 
 
 def main_ok(argv):

@@ -156,6 +156,25 @@ def _new_run(spec: StudySpec, task: Task, settings: dict, key: str, targets: tup
                probe=_probe_step(spec, key, targets), keep_representations=spec.probe.keep_representations)
 
 
+def parse_shard(text: str | None) -> tuple[int, int] | None:
+    """``"I/N"`` (1 <= I <= N) as ``(I, N)``; ``None`` for no sharding."""
+    from reprtools.errors import ReprtoolsError
+
+    if text is None:
+        return None
+    i, sep, n = str(text).partition("/")
+    if not (sep and i.strip().isdigit() and n.strip().isdigit() and 1 <= int(i) <= int(n)):
+        raise ReprtoolsError(f"--shard takes I/N with 1 <= I <= N (this process runs every N-th run from the I-th), "
+                             f"got {text!r}")
+    return int(i), int(n)
+
+
+def shard_runs(runs: list[Run], shard: tuple[int, int] | None) -> list[Run]:
+    """The runs shard ``(I, N)`` takes: every N-th from the I-th, so N processes split the study between them
+    (each run's lock keeps two from ever working on one run)."""
+    return runs if shard is None else runs[shard[0] - 1::shard[1]]
+
+
 def write_jobs(plan: Plan) -> None:
     """Write every run's ``job.json`` and ``cell.json`` (its cells), atomically; unchanged files are not
     rewritten."""
