@@ -337,8 +337,13 @@ def _load_base(name: str, device: torch.device):
 def _read_checkpoint_updates(model, ck) -> list[Update]:
     from reprtools.checkpoints import adapter_on
 
-    with adapter_on(model, ck) as wrapped:
-        return read_updates(wrapped)
+    try:
+        with adapter_on(model, ck) as wrapped:
+            return read_updates(wrapped)
+    except (ValueError, RuntimeError) as exc:  # peft: target modules not in the base, or tensors of other shapes
+        first = " ".join(str(exc).split())[:300]
+        raise ReprtoolsError(f"the adapter of {ck.name} does not load on its base {ck.base} ({first}); was it "
+                             "trained on another model?") from None
 
 
 def measure_all(model, updates: dict[str, list[Update]], top_k: int, threshold: float,

@@ -160,6 +160,21 @@ def test_bad_options(runs, tmp_path):
         weights([], tmp_path)
 
 
+def test_an_adapter_of_other_shapes_is_a_one_line_error(runs, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    bad = tmp_path / "bad"
+    shutil.copytree(runs / "lora" / "adapter", bad)
+    tensors = load_file(str(bad / "adapter_model.safetensors"))
+    key = next(k for k in tensors if "lora_A" in k)
+    tensors[key] = torch.zeros(tensors[key].shape[0], tensors[key].shape[1] + 3)
+    save_file(tensors, str(bad / "adapter_model.safetensors"))
+    with pytest.raises(ReprtoolsError, match="does not load on its base") as info:
+        weights([bad], tmp_path / "out", device="cpu", figures=False)
+    assert "\n" not in str(info.value)
+    assert not (tmp_path / "out" / "weights.csv").exists()
+
+
 def _cli(capsys, *args):
     with pytest.raises(SystemExit) as exit_info:
         main(["weights", *map(str, args)])
