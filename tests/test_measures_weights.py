@@ -142,7 +142,9 @@ def test_top_singular_vectors_randomized_route_agrees_with_exact_svd():
     rng = np.random.default_rng(6)
     # a spectrum that decays, as trained weights' do: the randomized SVD recovers the top vectors
     M = (_orthonormal(rng, 200, 120) * (0.9 ** np.arange(120))) @ _orthonormal(rng, 150, 120).T
+    state = torch.random.get_rng_state()
     U, S, V = mw.top_singular_vectors(M, 5, exact_below=0)
+    assert torch.equal(torch.random.get_rng_state(), state)  # the caller's random state is left alone
     assert torch.equal(U, mw.top_singular_vectors(M, 5, exact_below=0)[0])  # seeded sketch: reproducible
     u_ref, s_ref, vt_ref = np.linalg.svd(M)
     np.testing.assert_allclose(S.numpy(), s_ref[:5], rtol=1e-6)

@@ -99,7 +99,9 @@ def top_singular_vectors(M: Any, k: int, *, niter: int = 6, oversample: int = 10
     if min(m.shape) <= max(exact_below, 4 * q):
         u, s, vh = torch.linalg.svd(m, full_matrices=False)
         return u[:, :k], s[:k], vh[:k].T
-    with torch.random.fork_rng(devices=[m.device] if m.device.type == "cuda" else []):  # the caller's RNG untouched
+    cuda = [m.device.index if m.device.index is not None else torch.cuda.current_device()] \
+        if m.device.type == "cuda" else []
+    with torch.random.fork_rng(devices=cuda):  # the caller's random state untouched
         torch.manual_seed(seed)
         u, s, v = torch.svd_lowrank(m, q=q, niter=niter)
     return u[:, :k], s[:k], v[:, :k]
