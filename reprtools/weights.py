@@ -46,7 +46,6 @@ if TYPE_CHECKING:
 
 ROLES = {"q_proj": "q", "k_proj": "k", "v_proj": "v", "o_proj": "o", "gate_proj": "gate", "up_proj": "up",
          "down_proj": "down"}
-ROLE_ORDER = ("q", "k", "v", "o", "gate", "up", "down")
 _BLOCK = re.compile(r"(?:^|\.)(?:layers|h|blocks|block|layer)\.(\d+)\.")
 
 

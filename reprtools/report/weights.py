@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     import pandas as pd
     from matplotlib.figure import Figure
 
+#: Row order of modules (the roles :func:`reprtools.weights.module_role` gives); other names follow, sorted.
 ROLE_ORDER = ("q", "k", "v", "o", "gate", "up", "down")
 #: The per-module measures drawn as layer x module heatmaps, and the pair measure drawn as matrices.
 MODULE_METRICS = ("update_norm_relative", "intruder_dimensions")
