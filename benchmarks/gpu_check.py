@@ -27,6 +27,8 @@ run; the exit code is 1 at the end if any failed):
 * ``train-8b-shaped-lora`` LoRA on the 8B-shaped model, ``--steps`` steps: tokens/s and peak GPU memory.
 * ``probe-tiny``           ``reprtools.probe`` on the tiny LoRA run (en, hi; demo data) on the GPU: the results frame
                            must be non-empty with finite values where defined.
+* ``eval-tiny``            ``reprtools.evaluate`` on the tiny LoRA run: XNLI-shaped items in both formats and
+                           TyDiQA-shaped items (generation), batch size auto on the GPU; items/s.
 
 Without a GPU (or with ``--cpu-smoke``) it says so in one line and checks what a CPU can: every method trains 2
 steps in float32, the tiny capture (padding invariance; CPU bf16 against fp32), the probe; the 8B-shaped stages
@@ -52,7 +54,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 METHODS = ("lora", "dora", "vera", "adalora", "pissa")
-STAGE_GROUPS = ("environment", "train", "big", "capture", "probe")
+STAGE_GROUPS = ("environment", "train", "big", "capture", "probe", "eval")
 FP32_MAX_REL = 1e-4
 BF16_MIN_COS = 0.99
 BF16_MEDIAN_REL = 0.03
@@ -340,6 +342,35 @@ def probe_stage(run_dir: Path, max_sentences: int) -> dict:
     return {"rows": len(frame), "defined_values": defined, "sentences_per_lang": max_sentences}
 
 
+# ---------------------------------------------------------------------------------------------------------- eval
+def eval_stage(run_dir: Path, items: int) -> dict:
+    """``reprtools.evaluate`` on the tiny LoRA run: XNLI-shaped items (log-likelihood, instruct and harness) and
+    TyDiQA-shaped items (greedy generation), batch size ``auto`` on a GPU; scores must lie in [0, 1]."""
+    import json
+
+    from reprtools.evaluate import EvalOptions, evaluate
+
+    data = run_dir.parent / "eval-data"
+    (data / "xnli").mkdir(parents=True, exist_ok=True)
+    (data / "tydiqa").mkdir(parents=True, exist_ok=True)
+    labels = ("entailment", "neutral", "contradiction")
+    rows = [f"A cat {i} sat.\tA cat {i} is here.\t{labels[i % 3]}\n" for i in range(items * 5)]
+    (data / "xnli" / "dev-en.tsv").write_text("".join(rows), encoding="utf-8")
+    paras = [{"context": f"town {i} .", "qas": [{"id": f"english-{i}", "question": f"where {i}?",
+                                                "answers": [{"text": f"town {i}", "answer_start": 0}]}]}
+             for i in range(items * 5)]
+    (data / "tydiqa" / "english_tydiqa_dev.json").write_text(json.dumps({"data": [{"title": "t", "paragraphs": paras}]}))
+    out, started = {}, time.perf_counter()
+    for task, fmt in (("xnli", "instruct"), ("xnli", "harness"), ("tydiqa", "instruct")):
+        res = evaluate(EvalOptions(checkpoints=[str(run_dir)], task=task, format=fmt, data=str(data / task),
+                                   langs="en", output_dir=str(run_dir.parent / f"eval-{task}-{fmt}"), bootstrap=100,
+                                   progress=False))
+        _require(res.scores["value"].between(0, 1).all(), f"{task}/{fmt}: a score outside [0, 1]")
+        out[f"{task}_{fmt}_rows"] = len(res.scores)
+    out["items_per_s"] = round(3 * 2 * items / (time.perf_counter() - started), 1)  # 3 runs x (base + run)
+    return out
+
+
 # ---------------------------------------------------------------------------------------------------- the driver
 def run_all(args, gpu: bool, work: Path) -> Stages:
     stages, groups = Stages(), set(args.stages.split(","))
@@ -361,6 +392,8 @@ def run_all(args, gpu: bool, work: Path) -> Stages:
         stages.run("train-8b-shaped-lora", _train_big, stages, big, steps)
     if "probe" in groups:
         stages.run("probe-tiny", _probe_after_training, stages, work / "tiny-lora", 24 if gpu else 12)
+    if "eval" in groups:
+        stages.run("eval-tiny", _eval_after_training, stages, work / "tiny-lora", 64 if gpu else 4)
     return stages
 
 
@@ -374,6 +407,12 @@ def _probe_after_training(stages: Stages, run_dir: Path, max_sentences: int) -> 
     if not stages.ok("train-tiny-lora"):
         raise Skip("needs the train-tiny-lora run")
     return probe_stage(run_dir, max_sentences)
+
+
+def _eval_after_training(stages: Stages, run_dir: Path, items: int) -> dict:
+    if not stages.ok("train-tiny-lora"):
+        raise Skip("needs the train-tiny-lora run")
+    return eval_stage(run_dir, items)
 
 
 def print_table(rows: list[dict]) -> None:

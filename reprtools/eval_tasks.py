@@ -180,7 +180,9 @@ def write_tasks(task: str, fmt: str, items: dict[str, list[Item]]):
             text = task_yaml(task, fmt, lang, name, data_file)
             (root / f"{name}.yaml").write_text(text, encoding="utf-8")
             tasks[lang] = LocalTask(name, text, hashlib.sha256(body).hexdigest())
-        tasks.manager = TaskManager(include_path=str(root))
+        # our folder only: indexing all of lm-eval's tasks costs seconds per call (harness YAML includes lm-eval's
+        # file by its path, so it needs no index)
+        tasks.manager = TaskManager(include_path=str(root), include_defaults=False)
         tasks.root = str(root)
         yield tasks
 

@@ -27,8 +27,11 @@ Outputs (``OUT``, default ``FIRST_CHECKPOINT/eval``), each written atomically on
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import sys
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -166,16 +169,31 @@ def _lm(model, tokenizer, opts: EvalOptions, device):
     return HFLM(pretrained=model, tokenizer=tokenizer, batch_size=batch, **extra)
 
 
-def _run_harness(lm, names: list[str], manager, opts: EvalOptions) -> dict:
-    import contextlib
-    import io
+@contextmanager
+def _silenced(enabled: bool):
+    """Under ``--quiet``: nothing on stderr, at the file-descriptor level -- lm-eval's progress bars and warnings,
+    transformers' weight-loading bar and the ``git describe`` lm-eval runs (its "fatal: not a git repository") all
+    write there.  Errors are not lost: they propagate as exceptions and are reported after stderr is restored."""
+    if not enabled:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull, contextlib.redirect_stderr(devnull):
+            os.dup2(devnull.fileno(), 2)
+            yield
+            sys.stderr.flush()
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
+
+def _run_harness(lm, names: list[str], manager, opts: EvalOptions) -> dict:
     from lm_eval import simple_evaluate
 
-    quiet = contextlib.redirect_stderr(io.StringIO()) if not opts.progress else contextlib.nullcontext()
     try:
-        with quiet:
-            return simple_evaluate(model=lm, tasks=names, task_manager=manager, log_samples=True, verbosity="ERROR")
+        return simple_evaluate(model=lm, tasks=names, task_manager=manager, log_samples=True, verbosity="ERROR")
     except (ConnectionError, OSError, ValueError) as exc:
         first = " ".join(str(exc).split()) or type(exc).__name__
         raise ReprtoolsError(f"lm-eval could not load {', '.join(names)} ({first[:200]}); lm-eval tasks read "
@@ -317,13 +335,14 @@ def _score_all(opts: EvalOptions, checkpoints, tasks):
     from reprtools.models import load_model
 
     device = resolve_device(opts.device)
-    loaded = load_model(checkpoints[0].base, device=str(device))
+    with _silenced(not opts.progress):
+        loaded = load_model(checkpoints[0].base, device=str(device))
     loaded.model.eval()
     rows, scored, boot = [], {}, None
     for ck in [None, *checkpoints]:
         name = "base" if ck is None else ck.name
         _say(opts, f"scoring {name} on {opts.task} ({opts.format}) in {', '.join(tasks) or 'its language'}")
-        with adapter_on(loaded.model, ck) as wrapped:
+        with adapter_on(loaded.model, ck) as wrapped, _silenced(not opts.progress):
             per_lang = _score(_lm(wrapped, loaded.tokenizer, opts, device), tasks, opts)
         if boot is None:
             boot = {lang: shared_bootstrap(len(its), opts.bootstrap, seed=opts.seed)

@@ -39,7 +39,7 @@ def test_a_failing_stage_is_reported_and_the_others_still_run(smoke):
     statuses = {row["stage"]: row["status"] for row in report["stages"]}
     assert statuses == {
         "environment": "ok", "train-tiny-lora": "ok", "train-tiny-bogus": "failed", "build-8b-shaped": "skipped",
-        "capture-tiny": "ok", "train-8b-shaped-lora": "skipped", "probe-tiny": "ok",
+        "capture-tiny": "ok", "train-8b-shaped-lora": "skipped", "probe-tiny": "ok", "eval-tiny": "ok",
     }
     assert "FAILED: train-tiny-bogus; total wall time" in proc.stdout
 
