@@ -9,6 +9,8 @@ The calls a researcher makes by hand, importable from the package itself (loaded
     reps = rt.capture_layers(lm.model, lm.tokenizer, sentences["en"])   # (layers, sentences, hidden)
     rt.measures.cka_linear_debiased(reps[1], reps[2])        # any measure on arrays
     df = rt.probe_checkpoints(["runs/x"], langs="en,hi")     # the results frame (reprtools.results)
+    scores = rt.evaluate_checkpoints(rt.EvalOptions(["runs/x"], data="xnli:DIR", langs="en,hi")).scores
+    w = rt.weight_changes(["runs/x"])                        # weight-update measures, same schema
     fig = rt.layer_heatmap(df, "cka_linear_debiased")        # a paper figure from the frame
 """
 
@@ -29,6 +31,9 @@ _LAZY = {
     "TrainOptions": ("reprtools.train", "TrainOptions"),
     "probe_checkpoints": ("reprtools.probe", "probe_checkpoints"),
     "ProbeOptions": ("reprtools.probe", "ProbeOptions"),
+    "evaluate_checkpoints": ("reprtools.evaluate", "evaluate"),
+    "EvalOptions": ("reprtools.evaluate", "EvalOptions"),
+    "weight_changes": ("reprtools.weights", "weights"),
     "read_results": ("reprtools.results", "read_results"),
     "layer_heatmap": ("reprtools.report", "layer_heatmap"),
     "draw_all": ("reprtools.report", "draw_all"),

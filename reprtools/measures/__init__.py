@@ -9,6 +9,11 @@
 * separability of several languages in one representation, ``f(X, labels)`` or ``f({lang: X_lang})``:
   :func:`silhouette`, :func:`probe_accuracy`, :func:`davies_bouldin` (lower = more separable),
   :func:`fisher_ratio`;
+* weight updates (:mod:`reprtools.measures.weights`): :func:`factored_svd`, :func:`relative_update_norm`,
+  :func:`stable_rank`, :func:`effective_rank`, :func:`amplification_factor`, :func:`intruder_dimensions`,
+  :func:`subspace_similarity`;
+* extractive QA scores (:mod:`reprtools.measures.qa`): :func:`exact_match`, :func:`f1` (lm-eval's TyDiQA
+  normalisation), :func:`squad_f1`;
 * intervals (:mod:`reprtools.measures.resampling`): one set of resampled sentences shared by every language
   and model -- :class:`Resampler`, :func:`interval`, the scheme of each measure in :data:`INTERVAL_SCHEME`.
 
@@ -38,6 +43,7 @@ from reprtools.measures.separability import (
     probe_accuracy,
     silhouette,
 )
+from reprtools.measures.qa import exact_match, f1, squad_f1
 from reprtools.measures.similarity import (
     cosine_gap,
     cosine_nonparallel,
@@ -46,9 +52,28 @@ from reprtools.measures.similarity import (
     retrieval_chance,
     retrieval_top1,
 )
+from reprtools.measures.weights import (
+    amplification_factor,
+    effective_rank,
+    factored_svd,
+    intruder_dimensions,
+    relative_update_norm,
+    stable_rank,
+    subspace_similarity,
+)
 
 __all__ = [
     "INTERVAL_SCHEME",
+    "amplification_factor",
+    "effective_rank",
+    "exact_match",
+    "f1",
+    "factored_svd",
+    "intruder_dimensions",
+    "relative_update_norm",
+    "squad_f1",
+    "stable_rank",
+    "subspace_similarity",
     "Interval",
     "Resampler",
     "SCHEMES",
