@@ -22,6 +22,7 @@ def _register() -> None:
     from reprtools_cli import budget, evaluate, probe, train
     from reprtools_cli import study
     from reprtools_cli import weights
+    from reprtools_cli import stats
 
     cli.add_command(train.train)
     cli.add_command(budget.budget)
@@ -30,6 +31,7 @@ def _register() -> None:
     cli.add_command(evaluate.evaluate)
     cli.add_command(study.study)
     cli.add_command(weights.weights)
+    cli.add_command(stats.stats)
 
 
 _register()
