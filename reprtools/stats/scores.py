@@ -62,7 +62,8 @@ def block_table(sub: "pd.DataFrame") -> "pd.DataFrame":
     wide = sub.pivot_table(index=list(BLOCK), columns="method", values="value", aggfunc="first", dropna=False)
     runs = sub.pivot_table(index=list(BLOCK), columns="method", values="run", aggfunc="first")
     lang = sub.groupby(list(BLOCK))["eval_lang"].first()
-    ident = runs.reindex(wide.index).astype(str).agg("|".join, axis=1) + "@" + lang.reindex(wide.index).astype(str)
+    ident = (runs.reindex(wide.index).fillna("").astype(str).agg("|".join, axis=1)
+             + "@" + lang.reindex(wide.index).astype(str))
     wide = wide.loc[~ident.duplicated().to_numpy()]
     wide = wide.dropna(how="all")
     return wide[method_order(wide.columns)]
