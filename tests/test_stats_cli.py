@@ -1,7 +1,6 @@
 """`reprtools stats STUDY_DIR` end to end on a synthetic results.csv: the tables, the notes, a half-finished
 study, bad input as one line; and the verdicts against an independent computation from results.csv."""
 
-import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
@@ -41,7 +40,7 @@ def test_verdicts_agree_with_an_independent_computation(study):
     wide = ev.pivot_table(index=["target_lang", "ratio", "seed"], columns="method", values="value")
     eq = pd.read_csv(path / "stats" / "equivalence.csv").query("role == 'transfer'").set_index("method")
     for method in ("dora", "vera", "adalora", "pissa"):
-        d = (wide[method] - wide["lora"]).to_numpy()
+        d = wide[method] - wide["lora"]
         p = ttost_paired(wide[method].to_numpy(), wide["lora"].to_numpy(), -0.02, 0.02)[0]
         assert eq.loc[method, "p_tost"] == pytest.approx(p)
         assert eq.loc[method, "mean_diff"] == pytest.approx(d.mean())

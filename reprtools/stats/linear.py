@@ -69,5 +69,6 @@ def linear_table(scores: "pd.DataFrame", alpha: float = 0.05, reference: str = R
             rows.append({**fam, "term": _term_label(term, reference), "estimate": float(res.params[term]),
                          "se_cluster": se, "p": float(res.pvalues[term]), "ci_low": float(ci.loc[term, 0]),
                          "ci_high": float(ci.loc[term, 1]), "mde": mde_coefficient(se, alpha) if se > 0 else math.nan,
-                         "n_obs": int(res.nobs), "n_runs": int(data["run"].nunique()), "formula": formula(data, reference)})
+                         "n_obs": int(res.nobs), "n_runs": int(data["run"].nunique()),
+                         "formula": formula(data, reference)})
     return pd.DataFrame(rows)

@@ -6,9 +6,10 @@
 * :func:`friedman_tests` -- Friedman's test over the complete blocks of a family (block = target language x
   ratio x seed; every method's run in the block is scored on the same held-out items).
 * :func:`paired_tests` -- each variant against LoRA, paired on the same blocks: Wilcoxon's signed-rank test
-  (exact over sign patterns up to n = 16, ties and all; scipy's normal approximation beyond), Holm's correction over the variants of a family
-  (``multipletests(method="holm")``, explicitly: statsmodels' default is Holm--Sidak), the Hodges--Lehmann
-  difference with its exact interval and the matched-pairs rank-biserial correlation.
+  (exact over sign patterns up to n = 16, ties and all; scipy's normal approximation beyond), Holm's correction
+  over the variants of a family (``multipletests(method="holm")``, explicitly: statsmodels' default is
+  Holm--Sidak), the Hodges--Lehmann difference with its interval (exact for untied differences) and the
+  matched-pairs rank-biserial correlation.
 
 Per-item paired tests (on ``eval/items/``) are not done here: these tests treat each run's score as one
 observation.
@@ -44,7 +45,8 @@ def hodges_lehmann(d, level: float = 0.95) -> tuple[float, float, float, float]:
     signed-rank distribution (Hollander, Wolfe & Chicken, *Nonparametric Statistical Methods*, 3rd ed.,
     sec. 3.3): k is the largest with 2 P(T+ <= k-1) <= 1 - level.  Returns (estimate, low, high, coverage);
     where the sample is too small to reach ``level`` the interval is [min, max] of the Walsh averages with the
-    coverage it does have (0.75 at n = 3)."""
+    coverage it does have (0.75 at n = 3).  The coverage is exact for continuous (untied) differences.  No
+    library computes this interval (R's ``wilcox.test(conf.int=TRUE)`` does), hence by hand."""
     d = np.asarray(d, dtype=float)
     d = d[~np.isnan(d)]
     n = len(d)
@@ -92,7 +94,8 @@ def _one_cell(groups: list[np.ndarray]) -> dict:
     nan = math.nan
     dof = sum(len(g) for g in groups) - len(groups)
     pooled = math.sqrt(sum((len(g) - 1) * np.var(g, ddof=1) for g in groups) / dof) if dof > 0 else nan
-    return {"sd_within": pooled, "anova_F": float(anova.statistic) if anova else nan, "anova_p": float(anova.pvalue) if anova else nan,
+    return {"sd_within": pooled,
+            "anova_F": float(anova.statistic) if anova else nan, "anova_p": float(anova.pvalue) if anova else nan,
             "welch_F": float(welch.statistic) if welch else nan, "welch_p": float(welch.pvalue) if welch else nan,
             "kruskal_H": float(kw.statistic) if kw else nan, "kruskal_p": float(kw.pvalue) if kw else nan}
 
