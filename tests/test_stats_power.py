@@ -88,3 +88,14 @@ def test_mde_coefficient_by_normal_power():
 def test_multiplicity_note_counts():
     note = power.multiplicity_note(20, 0.05, "per-cell ANOVAs")
     assert "20 per-cell ANOVAs" in note and "about 1 false" in note and "0.64" in note
+
+
+def test_power_table_gives_kruskal_and_anova_rows_per_cell():
+    import pandas as pd
+
+    cells = pd.DataFrame([{"model": "m", "task": "t", "format": "f", "metric": "a", "role": "transfer",
+                           "lang": "hi", "ratio": 0.5, "k": 2, "n": 4, "sizes": "2+2", "sd_within": 0.01}])
+    out = power.power_table(cells, pd.DataFrame(), pd.DataFrame(), alpha=0.05).set_index("test")
+    assert out.loc["kruskal (exact)", "min_p"] == pytest.approx(2 / 6)  # 2 of the C(4, 2) splits are extreme
+    assert not out.loc["kruskal (exact)", "reaches_alpha"]
+    assert out.loc["anova", "mde"] == pytest.approx(power.mde_anova(2, 4, 0.01)[1])

@@ -117,6 +117,7 @@ def power_table(cells: "pd.DataFrame", friedman: "pd.DataFrame", equivalence: "p
         cell = {c: r[c] for c in FAMILY} | {"lang": r["lang"], "ratio": r["ratio"], "n": r["n"]}
         f, mde = mde_anova(int(r["k"]), int(r["n"]), r["sd_within"], alpha)
         rows.append({**cell, "test": "anova", "mde": mde, "mde_standardised": f})
+        rows.append({**cell, "test": "kruskal (exact)", "min_p": min_p_kruskal(str(r["sizes"]).split("+"))})
     out = pd.DataFrame(rows)
     if "min_p" in out:
         out["reaches_alpha"] = out["min_p"].le(alpha).where(out["min_p"].notna())

@@ -113,8 +113,8 @@ def cell_tests(scores: "pd.DataFrame") -> "pd.DataFrame":
         if len(by) < 2:
             continue
         row = dict(zip(list(FAMILY) + ["lang", "ratio"], key))
-        row.update(k=len(by), n=int(sum(len(v) for v in by.values())),
-                   methods="+".join(by), **_one_cell(list(by.values())))
+        row.update(k=len(by), n=int(sum(len(v) for v in by.values())), methods="+".join(by),
+                   sizes="+".join(str(len(v)) for v in by.values()), **_one_cell(list(by.values())))
         rows.append(row)
     return pd.DataFrame(rows)
 
