@@ -16,7 +16,7 @@ from reprtools_cli.main import cli, main
 def study(tmp_path_factory):
     path = tmp_path_factory.mktemp("study")
     results.write_results(study_frame(seed=11, shifts={"vera": 0.08}, planted_layer=1), path / "results.csv")
-    result = CliRunner().invoke(cli, ["stats", str(path), "--margin", "0.02"])
+    result = CliRunner().invoke(cli, ["stats", str(path), "--margin", "0.02", "--formats", "png,svg"])
     assert result.exit_code == 0, result.output
     return path, result.output
 
@@ -31,6 +31,15 @@ def test_writes_every_table_and_the_notes(study):
     assert "never paired on seeds alone" in notes.lower() and "per-cell ANOVAs" in notes
     assert "comparison(s) different" in output and "comparison(s) equivalent" in output
     assert not list((path / "stats").glob(".*.tmp"))
+
+
+def test_figures_written_and_not_empty(study):
+    path, _ = study
+    for kind in ("forest", "ratio", "layers"):
+        for fmt in ("png", "svg"):
+            files = list((path / "stats").glob(f"{kind}_*.{fmt}"))
+            assert len(files) == 1 and files[0].stat().st_size > 2000, (kind, fmt)
+    assert not list((path / "stats").glob("*.pdf"))
 
 
 def test_verdicts_agree_with_an_independent_computation(study):
@@ -53,7 +62,7 @@ def test_half_finished_study_says_what_is_missing(tmp_path):
     df = df[(df["method"] != "pissa") & (df["comparison"] != results.SHIFT)]
     df = df[~df["checkpoint"].eq("vera-sw-r0.5-s2")]
     results.write_results(df, tmp_path / "results.csv")
-    out = CliRunner().invoke(cli, ["stats", str(tmp_path)])
+    out = CliRunner().invoke(cli, ["stats", str(tmp_path), "--no-figures"])
     assert out.exit_code == 0, out.output
     assert "no scores yet for pissa" in out.output
     assert "block(s) lack some method's run" in out.output
@@ -65,6 +74,7 @@ def test_half_finished_study_says_what_is_missing(tmp_path):
 @pytest.mark.parametrize("args, message", [
     (["--margin", "0"], "--margin 0.0 must be a positive number"),
     (["--alpha", "0.7"], "--alpha 0.7 must lie between 0 and 0.5"),
+    (["--formats", "png,jpg"], "figure format(s) jpg unsupported"),
 ])
 def test_bad_options_are_one_line(tmp_path, capsys, args, message):
     with pytest.raises(SystemExit) as exc:

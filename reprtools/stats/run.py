@@ -33,7 +33,11 @@ class StatsResult:
     missing: list[str] = field(default_factory=list)
 
 
-def _check(margin: float, alpha: float) -> None:
+def _check(margin: float, alpha: float, formats) -> None:
+    bad = [f for f in formats if str(f).lower().lstrip(".") not in ("pdf", "png", "svg")]
+    if bad or not formats:
+        raise ReprtoolsError(f"figure format(s) {', '.join(map(str, bad)) or '(none)'} unsupported; "
+                             "use pdf, png and/or svg")
     if not (math.isfinite(margin) and margin > 0):
         raise ReprtoolsError(f"--margin {margin} must be a positive number in the score's unit (0.02 = 2 points)")
     if not (0 < alpha < 0.5):
@@ -105,15 +109,16 @@ def read_study(study_dir: str | os.PathLike):
     return read_results(path)
 
 
-def run_stats(study_dir: str | os.PathLike, margin: float = 0.02, alpha: float = 0.05,
-              n_boot: int = 2000) -> StatsResult:
-    """Analyse ``study_dir/results.csv`` and write ``study_dir/stats/``; a half-finished study is analysed
+def run_stats(study_dir: str | os.PathLike, margin: float = 0.02, alpha: float = 0.05, n_boot: int = 2000,
+              figures: bool = True, formats=("pdf", "png", "svg")) -> StatsResult:
+    """Analyse ``study_dir/results.csv`` and write ``study_dir/stats/`` (tables, ``notes.md`` and, unless
+    ``figures`` is false, the figures of :mod:`reprtools.stats.figures`); a half-finished study is analysed
     as far as it goes and :attr:`StatsResult.missing` says what is not there yet."""
     from reprtools.fileio import atomic_path
     from reprtools.stats import behaviour, equivalence, linear, power, scores, tests
     from reprtools.stats.tables import write_table
 
-    _check(margin, alpha)
+    _check(margin, alpha, list(formats) if figures else ["pdf"])
     study = Path(study_dir)
     df = read_study(study)
     sc = scores.cell_scores(df)
@@ -131,6 +136,10 @@ def run_stats(study_dir: str | os.PathLike, margin: float = 0.02, alpha: float =
         tmp.write_text(_notes(tables["cells"], tables["paired"], tables["behaviour"], result.missing, margin, alpha),
                        encoding="utf-8")
     result.paths.append(out / "notes.md")
+    if figures:
+        from reprtools.stats.figures import write_figures
+
+        result.paths += write_figures(sc, tables["equivalence"], tables["behaviour"], out, margin, formats)
     if len(tables["equivalence"]):
         result.verdicts = tables["equivalence"]["verdict"].value_counts().to_dict()
     return result
