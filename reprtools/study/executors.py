@@ -1,5 +1,5 @@
-"""Executors: how a study's runs are started.  One small interface -- ``submit(plan, runs, retry_failed)`` returns
-each run's worker exit code -- so a cluster executor is a class beside :class:`LocalExecutor`.
+"""Executors: how a study's runs are started.  One small interface -- ``submit(plan, runs, retry_failed,
+after_run)`` returns each run's worker exit code -- so a cluster executor is a class beside :class:`LocalExecutor`.
 
 ``local`` starts each run as its own ``python -m reprtools.study.worker RUN_DIR`` subprocess, one after another;
 the worker's output goes to ``RUN_DIR/worker.log`` (appended, one section per attempt).  The Slurm executor
@@ -45,7 +45,9 @@ class LocalExecutor:
     def __init__(self, echo=None):
         self.echo = echo or (lambda msg: None)
 
-    def submit(self, plan, runs, retry_failed: bool = False) -> dict[str, int]:
+    def submit(self, plan, runs, retry_failed: bool = False, after_run=None) -> dict[str, int]:
+        """Run each of ``runs`` in a worker subprocess, one after another; ``after_run(run)`` is called as each
+        ends (the study rebuilds ``results.csv`` there, so a long study can be analysed as it goes)."""
         codes = {}
         for i, run in enumerate(runs, 1):
             self.echo(f"run {i}/{len(runs)}: {run.key} ({run.model} {run.task} {run.method} "
@@ -57,6 +59,8 @@ class LocalExecutor:
                 log.flush()
                 codes[run.key] = subprocess.call(worker_command(run.dir, retry_failed), stdout=log,
                                                  stderr=subprocess.STDOUT, env=worker_env())
+            if after_run is not None:
+                after_run(run)
         return codes
 
 
@@ -65,5 +69,6 @@ def get_executor(name: str, echo=None):
     if name == "local":
         return LocalExecutor(echo)
     if name == "slurm":
-        raise ReprtoolsError("--executor slurm is not available yet (it comes in a later release); use --executor local")
+        raise ReprtoolsError("--executor slurm is not available yet (it comes in a later release); "
+                             "use --executor local")
     raise ReprtoolsError(f"unknown executor {name!r}; use one of {', '.join(EXECUTORS)}")

@@ -210,7 +210,8 @@ def _build(raw: dict, path: Path) -> StudySpec:
         raise ReprtoolsError(f"{path.name}: give at least one [[tasks]] table (name, data, langs)")
     return StudySpec(
         name=name, path=path, output_dir=Path(out),
-        models=tuple(_model_path(m, base) for m in items("models", str, ["tiny-llama"])), tasks=tuple(_task(t, base, path) for t in tasks),
+        models=tuple(_model_path(m, base) for m in items("models", str, ["tiny-llama"])),
+        tasks=tuple(_task(t, base, path) for t in tasks),
         methods=items("methods", str, ["lora"]), ratios=items("ratios", float, [0.1]),
         seeds=items("seeds", int, [0]),
         num_examples=None if num is None else _typed(num, int, "study.num_examples", path),
