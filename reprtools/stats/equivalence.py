@@ -44,8 +44,9 @@ def tost_paired(d, margin: float = 0.02, alpha: float = 0.05) -> dict:
     """Paired TOST of mean(d) within (-margin, margin): ``p`` (the larger one-sided p), the (1 - 2 alpha)
     interval ``ci_low``, ``ci_high`` of the mean difference, ``smallest_margin`` (the smallest margin this
     sample establishes: max(|ci_low|, |ci_high|), since TOST rejects iff the interval is inside the margin)
-    and ``equivalent``.  Fewer than two differences, or differences that are all equal, cannot be tested
-    (NaN, not equivalent)."""
+    and ``equivalent``.  Fewer than two differences cannot be tested (NaN, not equivalent).  Differences that
+    are all equal (no spread: e.g. every method gives the same answers on a small item set) get statsmodels'
+    limit: the interval is the point, equivalent when it lies inside the margin."""
     from statsmodels.stats.weightstats import DescrStatsW, ttost_paired
 
     d = np.asarray(d, dtype=float)
@@ -53,14 +54,14 @@ def tost_paired(d, margin: float = 0.02, alpha: float = 0.05) -> dict:
     nan = math.nan
     out = {"n": len(d), "mean_diff": float(d.mean()) if len(d) else nan, "sd_diff": nan, "p_tost": nan,
            "ci_low": nan, "ci_high": nan, "smallest_margin": nan, "equivalent": False}
-    if len(d) < 2 or np.ptp(d) == 0:
+    if len(d) < 2:
         return out
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore")
         p = float(ttost_paired(d, np.zeros_like(d), -margin, margin)[0])
         low, high = DescrStatsW(d).tconfint_mean(alpha=2 * alpha)
     out.update(sd_diff=float(d.std(ddof=1)), p_tost=p, ci_low=float(low), ci_high=float(high),
-               smallest_margin=float(max(abs(low), abs(high))), equivalent=bool(p < alpha))
+               smallest_margin=float(max(abs(low), abs(high))), equivalent=bool(p < alpha))  # NaN p: False
     return out
 
 

@@ -45,12 +45,13 @@ def _check(margin: float, alpha: float, formats) -> None:
 
 
 def _missing(scores, friedman, behaviour) -> list[str]:
-    from reprtools.stats.scores import FAMILY, METHOD_ORDER, REFERENCE, families
+    from reprtools.stats.scores import FAMILY, REFERENCE, families, method_order
 
     out = []
+    study_methods = set(scores["method"])  # results.csv knows only the methods some run has finished
     for fam, sub in families(scores):
         name = "/".join(str(fam[c]) for c in FAMILY)
-        absent = [m for m in METHOD_ORDER if m not in set(sub["method"])]
+        absent = [m for m in method_order(study_methods | {REFERENCE}) if m not in set(sub["method"])]
         if REFERENCE in absent:
             out.append(f"{name}: no LoRA scores yet, so no comparison against LoRA")
         elif absent:
