@@ -23,5 +23,7 @@ def stats(study_dir: str, margin: float, alpha: float, formats: str, no_figures:
     click.echo(f"reprtools: {len(result.paths)} files in {result.out_dir}")
     for verdict, count in result.verdicts.items():
         click.echo(f"reprtools:   {count} comparison(s) {verdict}")
+    for line in result.flags:
+        click.echo(f"reprtools: power: {line}")
     for line in result.missing:
         click.echo(f"reprtools: missing: {line}")

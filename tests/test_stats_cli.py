@@ -100,3 +100,14 @@ def test_only_probe_rows_is_one_line(tmp_path, capsys):
         main(["stats", str(tmp_path)])
     assert "no transfer or retention scores" in capsys.readouterr().err
     assert not (tmp_path / "stats").exists()
+
+
+def test_three_seeds_in_one_block_are_flagged(tmp_path):
+    df = study_frame(seed=14, seeds=(0, 1, 2))
+    df = df[df["target_lang"].isin(["", "hi"]) & ((df["ratio"] == 0.5) | df["ratio"].isna())]
+    results.write_results(df, tmp_path / "results.csv")
+    out = CliRunner().invoke(cli, ["stats", str(tmp_path), "--no-figures"])
+    assert out.exit_code == 0, out.output
+    assert "power: wilcoxon (exact): cannot reach alpha in 8 of 8 comparison(s) (n = 3 or fewer; smallest p 0.25)" \
+        in out.output
+    assert "smallest p 0.25" in (tmp_path / "stats" / "notes.md").read_text()

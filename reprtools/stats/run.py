@@ -31,6 +31,20 @@ class StatsResult:
     paths: list[Path] = field(default_factory=list)
     verdicts: dict[str, int] = field(default_factory=dict)
     missing: list[str] = field(default_factory=list)
+    flags: list[str] = field(default_factory=list)
+
+
+def _power_flags(power_table) -> list[str]:
+    """One line per exact rank test that cannot reach alpha somewhere, whatever the data."""
+    if power_table.empty or "reaches_alpha" not in power_table:
+        return []
+    out = []
+    for test, sub in power_table[power_table["reaches_alpha"].notna()].groupby("test", sort=False):
+        low = sub[sub["reaches_alpha"] == False]  # noqa: E712 (a nullable column)
+        if len(low):
+            out.append(f"{test}: cannot reach alpha in {len(low)} of {len(sub)} comparison(s) "
+                       f"(n = {int(low['n'].max())} or fewer; smallest p {low['min_p'].min():.3g})")
+    return out
 
 
 def _check(margin: float, alpha: float, formats) -> None:
@@ -66,7 +80,7 @@ def _missing(scores, friedman, behaviour) -> list[str]:
     return out
 
 
-def _notes(cells, paired, behaviour, missing, margin: float, alpha: float) -> str:
+def _notes(cells, paired, behaviour, missing, flags, margin: float, alpha: float) -> str:
     from reprtools.stats.power import multiplicity_note
 
     lines = ["# reprtools stats: notes", "",
@@ -89,6 +103,7 @@ def _notes(cells, paired, behaviour, missing, margin: float, alpha: float) -> st
                      + multiplicity_note(int(behaviour["p"].notna().sum()), alpha, "layer correlations"))
     lines += ["", "## Power", "- see power.csv: `reaches_alpha` false means the exact rank test cannot reject "
               "at this n whatever the data (Wilcoxon: smallest two-sided p = 2/2^n)."]
+    lines += [f"- {f}" for f in flags]
     lines += ["", "## Missing"] + ([f"- {m}" for m in missing] or ["- nothing: every family has every method."])
     return "\n".join(lines) + "\n"
 
@@ -130,12 +145,13 @@ def run_stats(study_dir: str | os.PathLike, margin: float = 0.02, alpha: float =
     tables["power"] = power.power_table(tables["cells"], tables["friedman"], tables["equivalence"], alpha)
     tables["behaviour"] = behaviour.behaviour_table(df, n_boot, alpha)
     out = study / STATS_DIR
-    result = StatsResult(out_dir=out, missing=_missing(sc, tables["friedman"], tables["behaviour"]))
+    result = StatsResult(out_dir=out, missing=_missing(sc, tables["friedman"], tables["behaviour"]),
+                         flags=_power_flags(tables["power"]))
     for name, table in tables.items():
         result.paths += write_table(table, out, name, TABLES[name])
     with atomic_path(out / "notes.md") as tmp:
-        tmp.write_text(_notes(tables["cells"], tables["paired"], tables["behaviour"], result.missing, margin, alpha),
-                       encoding="utf-8")
+        tmp.write_text(_notes(tables["cells"], tables["paired"], tables["behaviour"], result.missing, result.flags,
+                              margin, alpha), encoding="utf-8")
     result.paths.append(out / "notes.md")
     if figures:
         from reprtools.stats.figures import write_figures
