@@ -42,3 +42,11 @@ def test_the_planted_layer_stands_out():
 def test_no_probe_rows_gives_an_empty_table():
     df = study_frame(seed=10)
     assert behaviour.behaviour_table(df[df["comparison"] != results.SHIFT], n_boot=50).empty
+
+
+def test_a_constant_score_change_says_why_there_is_no_correlation():
+    df = study_frame(seed=15, planted_layer=0)
+    ev = (df["comparison"] == results.EVALUATION) & (df["checkpoint"] != "base")
+    df.loc[ev, "value"] = df.loc[ev, "lang"].map({"hi": 0.40, "sw": 0.35, "en": 0.60})  # every run as the base
+    table = behaviour.behaviour_table(df, n_boot=50)
+    assert table["rho"].isna().all() and (table["note"] == "no spread in the score change").all()

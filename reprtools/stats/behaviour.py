@@ -83,8 +83,12 @@ def behaviour_table(df: "pd.DataFrame", n_boot: int = 2000, alpha: float = 0.05,
         for layer, lay in sub.groupby("layer", sort=True):
             lay = lay.drop_duplicates("run")
             row = {**dict(zip(list(FAMILY) + ["lang"], key)), "layer": int(layer), "n_runs": len(lay),
-                   "rho": math.nan, "p": math.nan, "ci_low": math.nan, "ci_high": math.nan}
-            if len(lay) >= 3 and lay["shift"].nunique() > 1 and lay["change"].nunique() > 1:
+                   "rho": math.nan, "p": math.nan, "ci_low": math.nan, "ci_high": math.nan, "note": ""}
+            if len(lay) < 3:
+                row["note"] = "fewer than 3 runs"
+            elif lay["change"].nunique() < 2 or lay["shift"].nunique() < 2:
+                row["note"] = "no spread in the " + ("score change" if lay["change"].nunique() < 2 else "shift")
+            else:
                 res = spearmanr(lay["shift"], lay["change"])
                 lo, hi = run_bootstrap(lay["shift"], lay["change"], n_boot, 1 - alpha, seed)
                 row.update(rho=float(res.statistic), p=float(res.pvalue), ci_low=lo, ci_high=hi)

@@ -98,7 +98,7 @@ def _notes(cells, paired, behaviour, missing, flags, margin: float, alpha: float
         lines.append("- " + multiplicity_note(len(cells), alpha, "per-cell ANOVAs"))
     if len(paired):
         lines.append("- paired Wilcoxon tests are Holm-corrected over the variants of each family.")
-    if len(behaviour):
+    if len(behaviour) and behaviour["p"].notna().any():
         lines.append("- behaviour p-values are Holm-corrected over the layers of each family and language; "
                      + multiplicity_note(int(behaviour["p"].notna().sum()), alpha, "layer correlations"))
     lines += ["", "## Power", "- see power.csv: `reaches_alpha` false means the exact rank test cannot reject "
