@@ -6,7 +6,7 @@ task, format and metric:
 * ``ratio_*`` -- score against ratio per method (mean over the runs, with a 95% t interval), transfer and
   retention side by side;
 * ``layers_*`` -- the layer profile of the representation <-> behaviour correlation (Spearman's rho per layer
-  with its run-bootstrap interval, one line per target language).
+  with its run-bootstrap interval, one line per target language); none where no correlation could be computed.
 """
 
 from __future__ import annotations
@@ -40,6 +40,8 @@ def _colours(methods) -> dict:
 
 
 def _forest(fig, sub: "pd.DataFrame", margin: float) -> None:
+    from matplotlib.ticker import MaxNLocator
+
     axes = fig.subplots(1, len(ROLES), sharex=True, sharey=True, squeeze=False)[0]
     colours = _colours(sub["method"])
     for ax, role in zip(axes, ROLES):
@@ -52,6 +54,7 @@ def _forest(fig, sub: "pd.DataFrame", margin: float) -> None:
             ax.errorbar(r["mean_diff"], y, xerr=[[r["mean_diff"] - r["ci_low"]], [r["ci_high"] - r["mean_diff"]]],
                         fmt=_MARKERS.get(r["verdict"], "o"), color=colours[method], ms=4, capsize=2, lw=1)
         ax.set_yticks(range(len(rows)), [method_label(m) for m in rows.index])
+        ax.xaxis.set_major_locator(MaxNLocator(nbins=5))
         ax.set_title(role)
         ax.set_xlabel("difference to LoRA")
     handles = [axes[0].plot([], [], _MARKERS[v], color="0.3", ms=4)[0] for v in _MARKERS]
@@ -91,6 +94,7 @@ def _layers(fig, sub: "pd.DataFrame") -> None:
             ax.plot(g["layer"], g["rho"], marker="o", ms=3, lw=1, label=lang)
             ax.fill_between(g["layer"], g["ci_low"], g["ci_high"], alpha=0.2)
         ax.axhline(0, color="0.4", lw=0.6)
+        ax.set_ylim(-1.05, 1.05)
         ax.set_title(role)
         ax.set_xlabel("layer")
     axes[0].set_ylabel("Spearman \u03c1 (shift, score change)")
@@ -107,7 +111,8 @@ def write_figures(scores: "pd.DataFrame", equivalence: "pd.DataFrame", behaviour
         jobs.append((_stem("ratio", key), lambda fig, s=sub, m=key[3]: _ratio(fig, s, m)))
     for key, sub in (equivalence.groupby(list(PANEL), sort=True) if len(equivalence) else []):
         jobs.append((_stem("forest", key), lambda fig, s=sub: _forest(fig, s, margin)))
-    for key, sub in (behaviour.groupby(list(PANEL), sort=True) if len(behaviour) else []):
+    drawn = behaviour[behaviour["rho"].notna()] if len(behaviour) else behaviour  # no rho, no profile
+    for key, sub in (drawn.groupby(list(PANEL), sort=True) if len(drawn) else []):
         jobs.append((_stem("layers", key), lambda fig, s=sub: _layers(fig, s)))
     paths = []
     for stem, draw in jobs:
