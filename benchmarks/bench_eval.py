@@ -216,6 +216,22 @@ def table(rows: list[tuple]) -> str:
     return "\n".join(lines)
 
 
+def write_json(args, ours: dict, cli_base: dict, cli_ck: dict, single: dict, checks: dict) -> None:
+    """The numbers behind the table, the agreement and the CLI command, as JSON at ``--json``."""
+    n = ours["items"]
+    Path(args.json).write_text(json.dumps({
+        "model": args.model, "task": args.task, "langs": args.langs, "limit": args.limit, "items": n,
+        "batch_size": args.batch_size, "ours_wall_s": ours["wall_s"], "ours_base_s": ours["base_s"],
+        "ours_checkpoint_s": ours["checkpoint_s"], "cli_base_wall_s": cli_base["wall_s"],
+        "cli_base_own_s": cli_base["own_s"], "cli_peft_wall_s": cli_ck["wall_s"], "one_by_one_s": single["s"],
+        "ours_base_requests_s": ours["base_requests_s"], "one_by_one_requests_s": single["requests_s"],
+        "ratio_ours_e2e_vs_cli_base_plus_peft": (2 * n / ours["wall_s"])
+        / ((cli_base["items"] + cli_ck["items"]) / (cli_base["wall_s"] + cli_ck["wall_s"])),
+        "ratio_ours_base_requests_vs_one_by_one": single["requests_s"] / ours["base_requests_s"],
+        "agreement": {k: {"compared": c, "mismatches": b} for k, (c, b) in checks.items()},
+        "cli_command": cli_base["command"]}, indent=2))
+
+
 def main(argv=None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -275,17 +291,7 @@ def main(argv=None) -> int:
               ("" if not bad else "; MISMATCH: " + "; ".join(bad[:5])))
         failed |= bool(bad) or compared == 0
     if args.json:
-        Path(args.json).write_text(json.dumps({
-            "model": args.model, "task": args.task, "langs": args.langs, "limit": args.limit, "items": n,
-            "batch_size": args.batch_size, "ours_wall_s": ours["wall_s"], "ours_base_s": ours["base_s"],
-            "ours_checkpoint_s": ours["checkpoint_s"], "cli_base_wall_s": cli_base["wall_s"],
-            "cli_base_own_s": cli_base["own_s"], "cli_peft_wall_s": cli_ck["wall_s"], "one_by_one_s": single["s"],
-            "ours_base_requests_s": ours["base_requests_s"], "one_by_one_requests_s": single["requests_s"],
-            "ratio_ours_e2e_vs_cli_base_plus_peft": (2 * n / ours["wall_s"])
-            / ((cli_base["items"] + cli_ck["items"]) / (cli_base["wall_s"] + cli_ck["wall_s"])),
-            "ratio_ours_base_requests_vs_one_by_one": single["requests_s"] / ours["base_requests_s"],
-            "agreement": {k: {"compared": c, "mismatches": b} for k, (c, b) in checks.items()},
-            "cli_command": cli_base["command"]}, indent=2))
+        write_json(args, ours, cli_base, cli_ck, single, checks)
     return 1 if failed else 0
 
 
