@@ -76,15 +76,36 @@ class Item:
     answers: tuple[str, ...] = ()
 
 
-def _lm_eval_task_file(folder: str, name: str) -> Path:
+#: lm-eval's files a harness-format task needs beside its language YAML (the file it includes, its scorer).
+_LM_EVAL_SUPPORT = {"xnli": ("xnli_common_yaml",), "tydiqa": ("_tydiqa_goldp_common_yaml", "utils.py")}
+
+
+def _lm_eval_task_file(task: str, lang: str) -> Path:
+    """lm-eval's own YAML of ``task`` in ``lang`` (``xnli_{lang}.yaml``, ``tydiqa_goldp_{lang}.yaml``)."""
     import lm_eval
 
+    folder, name = ("xnli", f"xnli_{lang}") if task == "xnli" else ("tydiqa", f"tydiqa_goldp_{lang}")
     path = Path(lm_eval.__file__).parent / "tasks" / folder / f"{name}.yaml"
     if not path.is_file():
         known = sorted(p.stem.rsplit("_", 1)[-1] for p in path.parent.glob(f"{name.rsplit('_', 1)[0]}_*.yaml"))
         raise ReprtoolsError(f"lm-eval {lm_eval.__version__} has no {name} task for the harness format; "
                              f"its languages: {', '.join(known)} (or use --format instruct)")
     return path
+
+
+def _included_name(task: str, lang: str) -> str:
+    # not *.yaml: the task manager indexes *.yaml files as tasks, and this one is only included
+    return f"lm_eval_{_lm_eval_task_file(task, lang).stem}.yaml.inc"
+
+
+def copy_lm_eval_files(task: str, lang: str, root: Path) -> None:
+    """Copy lm-eval's own task files for the harness format into ``root`` (the language YAML under
+    :func:`_included_name`, the common YAML it includes and the scorer it names), so the generated tasks do not
+    depend on where lm-eval is installed: ``OUT/tasks`` reruns anywhere with the same lm-eval version."""
+    source = _lm_eval_task_file(task, lang)
+    (root / _included_name(task, lang)).write_bytes(source.read_bytes())
+    for name in _LM_EVAL_SUPPORT[task]:
+        (root / name).write_bytes((source.parent / name).read_bytes())
 
 
 def _split_input(text: str, first: str, second: str) -> tuple[str, str]:
@@ -120,10 +141,9 @@ def _data_source(data_file: Path, split: str) -> str:
 def task_yaml(task: str, fmt: str, lang: str, name: str, data_file: Path) -> str:
     """The YAML text of one local task reading ``data_file``."""
     if fmt == "harness":
-        included = _lm_eval_task_file(*(("xnli", f"xnli_{lang}") if task == "xnli" else
-                                        ("tydiqa", f"tydiqa_goldp_{lang}")))
-        # only the data source changes: no training or few-shot split (zero-shot), our items as validation
-        return (f"include: {json.dumps(str(included))}\n"
+        # lm-eval's task, copied beside this file (copy_lm_eval_files); only the data source changes: no training
+        # or few-shot split (zero-shot), our items as the validation split
+        return (f"include: {_included_name(task, lang)}\n"
                 f"task: {name}\n" + _data_source(data_file, "validation") +
                 "training_split: null\n"
                 "fewshot_split: null\n"
@@ -173,6 +193,8 @@ def write_tasks(task: str, fmt: str, items: dict[str, list[Item]]):
         if task == "tydiqa" and fmt == "instruct":
             (root / "reprtools_qa.py").write_text(_qa_module(items), encoding="utf-8")
         for lang, chosen in items.items():
+            if fmt == "harness":
+                copy_lm_eval_files(task, lang, root)
             name = f"{task}_{lang}_{fmt}_local"
             data_file = root / f"{name}.jsonl"
             body = "".join(json.dumps(doc(task, fmt, it), ensure_ascii=False) + "\n" for it in chosen).encode()
@@ -229,24 +251,20 @@ def metrics_of(task: str, per_lang: dict[str, list[dict]]) -> tuple[str, ...]:
 
 
 def export_tasks(tasks: Tasks, dest: Path) -> list[Path]:
-    """Copy the generated tasks (items, YAML, and ``reprtools_qa.py`` where used) to ``dest``, each file written
-    atomically, with the YAML reading the copied items, so ``lm_eval --include_path DEST --tasks NAME`` reruns
-    exactly what ``reprtools eval`` scored.  lm-eval's own tasks (no generated files) are skipped."""
+    """Copy the generated tasks -- items, YAML, ``reprtools_qa.py`` and lm-eval's own files where used -- to
+    ``dest``, each file written atomically, with every YAML reading the copied items, so ``lm_eval --include_path
+    DEST --tasks NAME`` reruns exactly what ``reprtools eval`` scored.  Nothing is written for lm-eval's own tasks
+    run as they are (no generated files)."""
     from reprtools.fileio import atomic_path
 
-    written = []
-    for task in tasks.values():
-        if not task.yaml:
-            continue
-        source = Path(tasks.root) / f"{task.name}.jsonl"
-        files = {f"{task.name}.jsonl": source.read_bytes(),
-                 f"{task.name}.yaml": task.yaml.replace(json.dumps(str(source)),
-                                                        json.dumps(str((dest / source.name).resolve()))).encode()}
-        helper = Path(tasks.root) / "reprtools_qa.py"
-        if helper.is_file():
-            files[helper.name] = helper.read_bytes()
-        for name, body in files.items():
-            with atomic_path(dest / name) as tmp:
-                tmp.write_bytes(body)
-            written.append(dest / name)
+    if tasks.root is None:
+        return []
+    root, written = Path(tasks.root), []
+    for source in sorted(p for p in root.iterdir() if p.is_file()):
+        body = source.read_bytes()
+        if source.suffix == ".yaml":
+            body = body.replace(str(root).encode(), str(dest.resolve()).encode())
+        with atomic_path(dest / source.name) as tmp:
+            tmp.write_bytes(body)
+        written.append(dest / source.name)
     return written

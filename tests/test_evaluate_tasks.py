@@ -154,7 +154,8 @@ def test_xnli_harness_matches_the_lm_eval_cli_item_by_item(setup, tmp_path):
     root, _, xnli = setup
     res = evaluate(EvalOptions(checkpoints=[str(root / "qa")], task="xnli", format="harness", data=str(xnli),
                                langs="en,hi", output_dir=str(tmp_path / "x"), bootstrap=0, progress=False))
-    assert all("lm_eval/tasks/xnli/xnli_" in t["yaml"] for t in res.summary["tasks"].values())
+    assert all("include: lm_eval_xnli_" in t["yaml"] for t in res.summary["tasks"].values())
+    assert (res.output_dir / "tasks" / "lm_eval_xnli_en.yaml.inc").is_file()  # self-contained: lm-eval's own file
     ck = read_checkpoint(root / "qa")
     base_dir = resolve_model(ck.base).path
     for name, model_args in (("base", f"pretrained={base_dir}"),
