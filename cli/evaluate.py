@@ -23,6 +23,8 @@ import click
 @click.option("--batch-size", "-b", default=None,
               help="Requests per forward pass, or 'auto' [default: 8 on the CPU, auto on a GPU].")
 @click.option("--device", default="auto", show_default=True, help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N, mps.")
+@click.option("--base/--no-base", default=True, show_default=True,
+              help="Score the base model too (the reference); --no-base where it was scored already.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
 def evaluate(checkpoints, quiet: bool, format_: str, **options) -> None:
     """Score the base model and each CHECKPOINT (a reprtools run or a PEFT adapter directory) on held-out task

@@ -53,7 +53,9 @@ class EvalOptions:
     lm-eval tasks), the prompt format
     (``instruct`` or ``harness``), languages, at most ``limit`` items per language, where to write, the paired
     bootstrap (``bootstrap`` resamples, 0 for none, drawn with ``seed``), the harness batch size (``None``: 8 on
-    the CPU, ``"auto"`` on a GPU) and the device."""
+    the CPU, ``"auto"`` on a GPU), the device, and whether to score the base model as well (``base``).  The
+    bootstrap's item indices depend only on the number of items, ``bootstrap`` and ``seed``, so runs scored in
+    separate calls on the same items stay paired."""
 
     checkpoints: list[str]
     data: str | None = None
@@ -66,6 +68,7 @@ class EvalOptions:
     seed: int = 0
     batch_size: int | str | None = None
     device: str = "auto"
+    base: bool = True  # score the base model too; False where it was scored already (a study scores it once)
     progress: bool = True
 
 
@@ -297,7 +300,7 @@ def evaluate(opts: EvalOptions) -> EvalResult:
         export_tasks(tasks, out / "tasks")
         task_info = {t.name: {"yaml": t.yaml, "sha256": t.sha256, "items_sha256": t.items_sha256}
                      for t in tasks.values()}
-    summary = _summary(opts, checkpoints, loaded, task_info, scored["base"], source, overlap)
+    summary = _summary(opts, checkpoints, loaded, task_info, next(iter(scored.values())), source, overlap)
     return _write(out, rows, scored, summary)
 
 
@@ -339,7 +342,7 @@ def _score_all(opts: EvalOptions, checkpoints, tasks):
         loaded = load_model(checkpoints[0].base, device=str(device))
     loaded.model.eval()
     rows, scored, boot = [], {}, None
-    for ck in [None, *checkpoints]:
+    for ck in ([None] if opts.base else []) + list(checkpoints):
         name = "base" if ck is None else ck.name
         _say(opts, f"scoring {name} on {opts.task} ({opts.format}) in {', '.join(tasks) or 'its language'}")
         with adapter_on(loaded.model, ck) as wrapped, _silenced(not opts.progress):

@@ -219,3 +219,13 @@ def test_generation_works_for_every_method(setup, tmp_path):
                                langs="en", output_dir=str(tmp_path / "o"), bootstrap=0, progress=False))
     assert set(res.scores["checkpoint"]) == {"base", *METHODS}
     assert res.scores["value"].between(0, 1).all() and (res.scores["n"] == 2).all()
+
+
+def test_no_base_scores_only_the_checkpoints_with_the_same_items_and_intervals(evaluated, setup, tmp_path):
+    root, data = setup
+    res = evaluate(EvalOptions(checkpoints=[str(root / "lora")], data=str(data), langs="en,hi", base=False,
+                               output_dir=str(tmp_path / "nb"), bootstrap=200, progress=False))
+    assert set(res.scores["checkpoint"]) == {"lora"} and not (res.output_dir / "items" / "base").exists()
+    both = evaluated.scores[evaluated.scores["checkpoint"] == "lora"].reset_index(drop=True)
+    cols = ["lang", "value", "ci_low", "ci_high", "n"]
+    assert res.scores[cols].reset_index(drop=True).equals(both[cols])  # same items, same resampled indices
