@@ -24,11 +24,15 @@ Each problem is one :class:`~reprtools.errors.ReprtoolsError` line naming the fi
 from __future__ import annotations
 
 import os
-import tomllib
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from reprtools.errors import ReprtoolsError
+
+try:  # Python 3.11+
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: the same parser, as a package (pyproject's dependency)
+    import tomli as tomllib
 
 BASE_LANG = "en"
 TARGET = "target"  # in [eval] and [probe] langs: the cell's target language(s)
