@@ -18,11 +18,11 @@ def _dry_run(plan) -> None:
     done = sum(cell_state(r) == "done" for r in rows)
     click.echo(f"reprtools: study {plan.spec.name} in {plan.dir}: {len(plan.cells)} cells from {len(plan.runs)} "
                f"training runs (ratio 0 is trained once per model, task, method and seed)")
-    click.echo("  run_key           model / task / method / langs / ratio / seed    train  eval  probe   FLOPs")
+    click.echo("  run_key           model / task / method / langs / ratio / seed    train  eval  base  probe   FLOPs")
     for run in plan.runs:
         row = next(r for r in rows if r["run_key"] == run.key)
         what = f"{run.model} {run.task} {run.method} {'+'.join(run.targets)} {run.ratio:g} {run.seed}"
-        click.echo(f"  {run.key}  {what:<44} {row['train']:<6} {row['eval']:<5} {row['probe']:<7} "
+        click.echo(f"  {run.key}  {what:<44} {row['train']:<6} {row['eval']:<5} {row['base']:<5} {row['probe']:<7} "
                    f"{_flops(flops[run.key])}")
     todo = [k for k, v in flops.items() if any(r["run_key"] == k and cell_state(r) != "done" for r in rows)]
     known = [flops[k] for k in todo if flops[k] is not None]
@@ -43,7 +43,7 @@ def _status(plan) -> None:
         state = cell_state(r)
         counts[state] = counts.get(state, 0) + 1
         line = (f"  {state:<11} {r['model']} {r['task']} {r['method']} {r['lang']} {r['ratio']:g} {r['seed']}  "
-                f"[{r['run_key']}: train {r['train']}, eval {r['eval']}, probe {r['probe']}]")
+                f"[{r['run_key']}: train {r['train']}, eval {r['eval']}, base {r['base']}, probe {r['probe']}]")
         click.echo(line + (f"  {r['error']}" if r["error"] else ""))
     click.echo("reprtools: " + ", ".join(f"{n} {s}" for s, n in sorted(counts.items())))
 

@@ -142,3 +142,51 @@ def test_shards_split_the_runs(tmp_path):
     for bad in ("0/2", "3/2", "1", "a/b", "1/0"):
         with pytest.raises(ReprtoolsError, match="--shard takes I/N"):
             parse_shard(bad)
+
+
+BASE_SPEC = """
+[study]
+name = "b"
+models = ["tiny-llama", "tiny-gemma"]
+methods = ["lora", "dora"]
+ratios = [0, 0.5]
+seeds = [0, 1]
+
+[[tasks]]
+name = "xnli"
+data = "xnli:xnli"
+langs = ["hi", "sw"]
+
+[eval]
+langs = ["target", "en"]
+limit = 4
+
+[probe]
+enabled = false
+"""
+
+
+def _base_plan(tmp_path, old="", new=""):
+    path = tmp_path / "b.toml"
+    path.write_text(BASE_SPEC.replace(old, new, 1), encoding="utf-8")
+    return make_plan(read_spec(path, check_data=False))
+
+
+def test_the_base_is_one_step_per_model_and_task(tmp_path):
+    plan = _base_plan(tmp_path)
+    by_model = {}
+    for run in plan.runs:
+        by_model.setdefault(run.model, set()).add(run.base["key"])
+        # every target of the task and English, whatever the run's own targets; the limit and format kept
+        assert run.base["options"]["langs"] == ["hi", "sw", "en"] and run.base["options"]["limit"] == 4
+        assert run.base["format"] == "instruct" and run.job()["base"] == run.base
+    assert {m: len(k) for m, k in by_model.items()} == {"tiny-llama": 1, "tiny-gemma": 1}
+    assert by_model["tiny-llama"] != by_model["tiny-gemma"]
+    key = next(iter(by_model["tiny-llama"]))
+    # keyed by what changes the base's scores, not by the runs' methods, ratios or seeds
+    assert next(iter({r.base["key"] for r in _base_plan(tmp_path, 'methods = ["lora", "dora"]', 'methods = ["lora"]').runs
+                      if r.model == "tiny-llama"})) == key
+    for old, new in (("limit = 4", "limit = 5"), ("limit = 4", "limit = 4\nformat = \"harness\""),
+                     ("limit = 4", "limit = 4\nbootstrap = 10"), ('langs = ["target", "en"]', 'langs = ["target"]')):
+        assert {r.base["key"] for r in _base_plan(tmp_path, old, new).runs if r.model == "tiny-llama"} != {key}
+    assert all(r.base is None for r in _base_plan(tmp_path, "[eval]\n", "[eval]\nenabled = false\n").runs)

@@ -1,5 +1,5 @@
-"""The tiny study end to end on the local executor (each run a worker subprocess), a second run that redoes
-nothing, a failed step that is recorded while the rest goes on, --retry-failed, and a killed training that resumes
+"""The tiny study end to end on the local executor (each run a worker subprocess), the base scored once by its own
+step, the statistics written at the end, a second run that redoes nothing, a failed step that is recorded while the rest goes on, --retry-failed, and a killed training that resumes
 from its Trainer checkpoint."""
 
 import json
@@ -48,6 +48,9 @@ bootstrap = 0
 data = "demo"
 langs = ["en", "target"]
 max_sentences = 5
+
+[stats]
+margin = 0.03
 """
 
 
@@ -97,7 +100,7 @@ def test_tiny_study_end_to_end(finished):
     plan = make_plan(read_spec(finished))
     assert len(plan.runs) == 2
     for run in plan.runs:
-        assert run_status(run.dir, run.job()) == {"train": DONE, "eval": DONE, "probe": DONE}
+        assert run_status(run.dir, run.job()) == {"train": DONE, "eval": DONE, "base": DONE, "probe": DONE}
         assert (run.dir / "train" / "adapter" / "adapter_config.json").is_file()
         assert not (run.dir / "train" / "checkpoints").exists()  # a finished run keeps no Trainer checkpoints
         probe_dir = run.dir / f"probe-{run.probe['key']}"
@@ -105,12 +108,29 @@ def test_tiny_study_end_to_end(finished):
         train = read_manifest(run.dir, "train")
         assert train["key"] == run.key and train["error"] is None and train["wall_time_s"] > 0
         assert train["reprtools_version"]
+    # the base is scored once, by the first run whose training was done, on every language; its folder keeps it alone
+    assert len({r.base["key"] for r in plan.runs}) == 1
+    base = plan.dir / "base" / plan.runs[0].base["key"]
+    assert read_manifest(base, "base")["status"] == DONE
+    assert read_manifest(base, "base")["scored_with"] in {r.key for r in plan.runs}
+    assert sorted(p.name for p in (base / "eval" / "items").iterdir()) == ["base"]
+    base_scores = results.read_results(base / "eval" / "scores.csv")
+    assert set(base_scores["checkpoint"]) == {"base"} and set(base_scores["lang"]) == {"sw", "en"}
+    for run in plan.runs:  # the runs' evals score their adapter only
+        own = results.read_results(run.dir / f"eval-{run.eval['key']}" / "scores.csv")
+        assert set(own["checkpoint"]) == {"train"}
     df = results.read_results(plan.dir / "results.csv")  # the schema reader accepts it
     import pandas as pd
 
     full = pd.read_csv(plan.dir / "results.csv", keep_default_na=False)
     assert list(full.columns[:len(results.COLUMNS)]) == list(results.COLUMNS)
-    assert set(full["run_key"]) == {r.key for r in plan.runs} and set(full["step"]) == {"eval", "probe"}
+    assert set(full["run_key"]) == {r.key for r in plan.runs} | {""}
+    assert set(full["step"]) == {"eval", "base", "probe"}
+    base_rows = df[df["checkpoint"] == "base"]
+    assert len(base_rows) == 2 and set(base_rows["model"]) == {"tiny-llama"}  # once, with its model
+    assert (base_rows["value"].to_numpy() == base_scores.set_index("lang").loc[base_rows["lang"], "value"].to_numpy()).all()
+    # reprtools stats ran at the end, with the file's [stats] margin
+    assert "equivalence margin = 0.03" in (plan.dir / "stats" / "notes.md").read_text(encoding="utf-8")
     runs = df[df["checkpoint"] != "base"]
     assert set(runs["checkpoint"]) == {r.key for r in plan.runs}  # named by run key
     assert set(runs["ratio"]) == {0.0, 0.5} and set(runs["target_lang"]) == {"sw"} and set(runs["seed"]) == {0}
@@ -126,7 +146,8 @@ def test_tiny_study_end_to_end(finished):
 
 def test_second_run_redoes_nothing_and_collect_rebuilds(finished, capsys):
     plan = make_plan(read_spec(finished))
-    stamps = {p: p.stat().st_mtime_ns for r in plan.runs for p in r.dir.iterdir() if p.suffix in (".json", ".log")}
+    stamps = {p: p.stat().st_mtime_ns for d in [*(r.dir for r in plan.runs), plan.dir / "base" / plan.runs[0].base["key"]]
+              for p in d.iterdir() if p.suffix in (".json", ".log")}
     before = (plan.dir / "results.csv").read_text(encoding="utf-8")
     main_ok(["study", str(finished)])
     after = {p: p.stat().st_mtime_ns for p in stamps}
@@ -143,14 +164,6 @@ def test_dry_run_prints_the_plan(finished, capsys):
     main_ok(["study", str(finished), "--dry-run"])
     out = capsys.readouterr().out
     assert "2 cells from 2 training runs" in out and "0 cells to run, 2 done" in out
-
-
-def test_slurm_is_refused_for_now(finished, capsys):
-    with pytest.raises(SystemExit) as info:
-        main(["study", str(finished), "--executor", "slurm"])
-    assert info.value.code == 2
-    err = capsys.readouterr().err.strip()
-    assert err.startswith("reprtools: error: --executor slurm is not available yet") and "\n" not in err
 
 
 def _in_process_plan(root, **edits):

@@ -126,3 +126,16 @@ def _evaluable(task: str) -> bool:
     from reprtools.evaluate import TASKS
 
     return task in TASKS
+
+
+def test_stats_table(tmp_path):
+    assert read_spec(_write(tmp_path, BASE)).stats.margin == 0.02  # issue 11's default: 2 points
+    spec = read_spec(_write(tmp_path, BASE + "\n[stats]\nmargin = 0.05\nalpha = 0.1\n"))
+    assert (spec.stats.margin, spec.stats.alpha) == (0.05, 0.1)
+    for table, words in (("margin = 0", "stats.margin must be positive"),
+                         ("margin = -0.01", "stats.margin must be positive"),
+                         ("alpha = 0", "stats.alpha must lie between 0 and 0.5"),
+                         ("alpha = 0.5", "stats.alpha must lie between 0 and 0.5"),
+                         ('alpha = "0.05"', "stats.alpha must be a number"),
+                         ("level = 0.9", "unknown key 'level' in [stats]")):
+        assert words in _refused(tmp_path, BASE + f"\n[stats]\n{table}\n")

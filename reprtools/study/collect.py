@@ -5,11 +5,13 @@
 (``model``, ``method``, ``target_lang``, ``ratio``, ``seed``) and these columns after the schema's:
 
 * ``study_task`` -- the task of the study file (``task`` itself is the eval task, empty on probe rows);
-* ``run_key`` -- the training key (the run's directory), ``step`` -- ``eval`` or ``probe``, ``step_key``.
+* ``run_key`` -- the training key (the run's directory), ``step`` -- ``eval``, ``base`` or ``probe``, ``step_key``.
 
-The checkpoint is named by its run key (``base`` stays ``base``).  A ratio-0 run serves every target language of
-its task: each of its cells gets the eval rows of its own language and English (its own language's role is
-``transfer``) and all its probe rows.  A half-finished study gives the rows of what is done.
+The checkpoint is named by its run key.  A ratio-0 run serves every target language of its task: each of its cells
+gets the eval rows of its own language and English (its own language's role is ``transfer``) and all its probe rows.
+The base model's scores come from the base step (one per model, task and eval settings), once each, with ``model``
+and ``study_task`` filled (so a study of several models can tell whose base they are) and no run settings
+(``run_key``, ``target_lang``, ``ratio``, ``seed`` empty).  A half-finished study gives the rows of what is done.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from reprtools.study.plan import Plan, Run
-from reprtools.study.steps import EVAL, PROBE, DONE, run_status, step_name
+from reprtools.study.steps import BASE, DONE, EVAL, PROBE, base_dir, run_status, step_name, step_status
 
 RESULTS_FILE = "results.csv"
 STUDY_COLUMNS = ("study_task", "run_key", "step", "step_key")
@@ -41,19 +43,40 @@ def _step_rows(run: Run, step: str):
 
 
 def _cell_rows(cell, step: str, df):
-    out = df.copy()
+    """The rows of one cell from its run's step frame ``df``; base rows (an eval written before the base was
+    scored on its own) are left out: the base step gives them."""
+    out = df[df["checkpoint"] != "base"].copy()
     if step == EVAL:
         out = out[out["lang"].isin([cell.lang, "en"])].copy()
-        runs = out["checkpoint"] != "base"
-        out.loc[runs & (out["lang"] == cell.lang), "role"] = "transfer"
-    runs = out["checkpoint"] != "base"
-    out.loc[runs, "model"] = cell.model
-    out.loc[runs, "method"] = cell.method
-    out.loc[runs, "target_lang"] = cell.lang
-    out.loc[runs, "ratio"] = cell.ratio
-    out.loc[runs, "seed"] = cell.seed
+        out.loc[out["lang"] == cell.lang, "role"] = "transfer"
+    out["model"] = cell.model
+    out["method"] = cell.method
+    out["target_lang"] = cell.lang
+    out["ratio"] = cell.ratio
+    out["seed"] = cell.seed
     out["study_task"] = cell.task
     return out
+
+
+def _base_rows(plan: Plan) -> list:
+    """The base model's rows of every finished base step, once each, with the model and study task filled."""
+    from reprtools import results
+
+    frames, seen = [], set()
+    for run in plan.runs:
+        if run.base is None or run.base["key"] in seen:
+            continue
+        seen.add(run.base["key"])
+        where = base_dir(run.dir, run.base["key"])
+        path = where / EVAL / _STEP_FILES[EVAL]
+        if step_status(where, BASE, run.base["key"]) != DONE or not path.is_file():
+            continue
+        df = results.read_results(path)
+        df = df[df["checkpoint"] == "base"].copy()
+        df["model"], df["study_task"] = run.model, run.task
+        df["run_key"], df["step"], df["step_key"] = "", BASE, run.base["key"]
+        frames.append(df)
+    return frames
 
 
 def collect(plan: Plan):
@@ -62,7 +85,7 @@ def collect(plan: Plan):
 
     from reprtools import results
 
-    frames = []
+    frames = _base_rows(plan)
     for run in plan.runs:
         for step in (EVAL, PROBE):
             df = _step_rows(run, step)
@@ -103,11 +126,12 @@ def _first_error(run: Run) -> str:
     from reprtools.study.steps import FAILED, read_manifest
 
     job = run.job()
-    for step in ("train", EVAL, PROBE):
+    for step in ("train", EVAL, BASE, PROBE):
         if step != "train" and job.get(step) is None:
             continue
         key = job["key"] if step == "train" else job[step]["key"]
-        manifest = read_manifest(run.dir, step_name(step, key))
+        where = base_dir(run.dir, key) if step == BASE else run.dir
+        manifest = read_manifest(where, step_name(step, key))
         if manifest and manifest.get("status") == FAILED:
             return f"{step}: {manifest.get('error')}"
     return ""
@@ -116,7 +140,7 @@ def _first_error(run: Run) -> str:
 def cell_state(row: dict) -> str:
     """A cell's one-word state: ``done`` (every step done or off), ``failed`` (a step failed), ``running`` (a
     worker is on it now), ``interrupted`` (a step was killed; it resumes on the next run) or ``pending``."""
-    steps = [row["train"], row["eval"], row["probe"]]
+    steps = [row["train"], row["eval"], row.get("base", "off"), row["probe"]]
     if all(s in (DONE, "off") for s in steps):
         return DONE
     for state in ("failed", "running", "interrupted"):

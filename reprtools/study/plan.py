@@ -9,7 +9,12 @@ trained adapter and its steps (train -> eval -> probe), in ``STUDY_DIR/runs/KEY/
 * at ratio 0 no target-language example is used, so the language is left out of the key: one run per
   (model, task, method, seed) serves every target language of the task, and its eval and probe cover them all;
 * the eval and probe steps have keys of their own (the training key plus their settings), so adding an evaluation
-  language or turning the probe on later runs only that step on the adapters already trained.
+  language or turning the probe on later runs only that step on the adapters already trained;
+* the base model is scored once per (model, task, eval settings), not once per run: the runs' evals score only
+  their adapter, and a **base step** keyed by the model, the task's data, the languages (every target of the task
+  and English), limit, format and bootstrap scores the base into ``STUDY_DIR/base/KEY/`` (see
+  :func:`reprtools.study.steps.do_base`).  The paired bootstrap stays paired across these calls: its item indices
+  depend only on the number of items, the bootstrap count and the seed.
 
 :func:`write_jobs` writes each run's ``job.json`` (everything its worker needs) and ``cell.json``; the worker
 (:mod:`reprtools.study.worker`) reads only that, never the study file.
@@ -55,7 +60,8 @@ class Cell:
 class Run:
     """One training run and its steps.  ``targets`` are the target languages it is evaluated on (one, or all of
     the task's at ratio 0); ``train`` are the :class:`~reprtools.train.TrainOptions` keywords (no output_dir);
-    ``eval`` / ``probe`` are ``{"key", "options"}`` or ``None`` when the step is off."""
+    ``eval`` / ``base`` / ``probe`` are ``{"key", "options"}`` or ``None`` when the step is off (``base`` is
+    shared by every run of the model and task: whichever run's worker gets there first scores the base)."""
 
     key: str
     dir: Path
@@ -68,6 +74,7 @@ class Run:
     targets: tuple[str, ...]
     train: dict
     eval: dict | None = None
+    base: dict | None = None
     probe: dict | None = None
     keep_representations: bool = False
     cells: list[Cell] = field(default_factory=list)
@@ -76,7 +83,7 @@ class Run:
         """What the worker needs, as JSON."""
         return {"key": self.key, "model": self.model, "task": self.task, "data": self.data, "method": self.method,
                 "ratio": self.ratio, "seed": self.seed, "targets": list(self.targets), "train": self.train,
-                "eval": self.eval, "probe": self.probe, "keep_representations": self.keep_representations}
+                "eval": self.eval, "base": self.base, "probe": self.probe, "keep_representations": self.keep_representations}
 
 
 @dataclass
@@ -115,6 +122,18 @@ def _eval_step(spec: StudySpec, task: Task, train_key: str, targets) -> dict | N
     return {"key": settings_key(keyed), "options": options, "format": e.format}
 
 
+def _base_step(spec: StudySpec, model: str, task: Task, targets) -> dict | None:
+    """The base model's eval for ``model`` and ``task``: every target language of the task (and English, as
+    ``[eval] langs`` say), so each cell finds its languages there whatever its ratio."""
+    e = spec.eval
+    if not e.enabled:
+        return None
+    options = {"task": task.name, "data": task.data,
+               "langs": expand_langs(e.langs, targets), "limit": e.limit, "bootstrap": e.bootstrap}
+    keyed = {"model": model, **options, "format": e.format}
+    return {"key": settings_key(keyed), "options": options, "format": e.format}
+
+
 def _probe_step(spec: StudySpec, train_key: str, targets) -> dict | None:
     p = spec.probe
     if not p.enabled:
@@ -140,6 +159,7 @@ def make_plan(spec: StudySpec) -> Plan:
                             key = settings_key(settings)
                             if key not in runs:
                                 runs[key] = _new_run(spec, task, settings, key, targets if ratio == 0 else (lang,))
+                                runs[key].base = _base_step(spec, model, task, targets)
                             cell = Cell(model, task.name, method, lang, float(ratio), int(seed), key)
                             runs[key].cells.append(cell)
                             cells.append(cell)

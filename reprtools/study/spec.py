@@ -10,6 +10,8 @@ Tables and keys (every key is optional unless marked; unknown keys are refused a
     [eval]      enabled, langs (``"target"`` stands for the cell's target language), limit, format, bootstrap
     [probe]     enabled, data, langs (``"target"`` as above), max_sentences, keep_representations
     [resources] gpus, cpus, mem, time, partition  (per cell, for the cluster executor)
+    [stats]     margin (equivalence margin in the score's unit, default 0.02 = 2 points), alpha (default 0.05):
+                ``reprtools stats``, run at the end of ``reprtools study``
 
 Relative paths (``output_dir``, a model directory or ``.gguf`` file, and the path inside a data spec such as
 ``xnli:../data/xnli``) are resolved against the folder of the study file, so a study runs the same from any working
@@ -89,6 +91,12 @@ class Resources:
 
 
 @dataclass(frozen=True)
+class StatsSettings:
+    margin: float = 0.02  # scores are fractions: 0.02 = 2 points (issue 11's default)
+    alpha: float = 0.05
+
+
+@dataclass(frozen=True)
 class StudySpec:
     name: str
     path: Path  # the study file
@@ -103,10 +111,11 @@ class StudySpec:
     eval: EvalSettings = field(default_factory=EvalSettings)
     probe: ProbeSettings = field(default_factory=ProbeSettings)
     resources: Resources = field(default_factory=Resources)
+    stats: StatsSettings = field(default_factory=StatsSettings)
 
 
 _STUDY_KEYS = {"name", "output_dir", "models", "methods", "ratios", "seeds", "num_examples"}
-_TOP = {"study", "tasks", "train", "eval", "probe", "resources"}
+_TOP = {"study", "tasks", "train", "eval", "probe", "resources", "stats"}
 
 
 # ------------------------------------------------------------------------------------------------ reading
@@ -223,6 +232,7 @@ def _build(raw: dict, path: Path) -> StudySpec:
         eval=_settings(EvalSettings, _table(raw, "eval", path), "eval", path),
         probe=_probe(_settings(ProbeSettings, _table(raw, "probe", path), "probe", path), base),
         resources=_settings(Resources, _table(raw, "resources", path), "resources", path),
+        stats=_settings(StatsSettings, _table(raw, "stats", path), "stats", path),
     )
 
 
@@ -278,6 +288,7 @@ def check_spec(spec: StudySpec, check_data: bool = True) -> None:
             raise ReprtoolsError(f"{where}: task {task.name} lists {BASE_LANG!r} as a target; targets are mixed into "
                                  f"{BASE_LANG!r}, so leave it out")
     _check_eval(spec)
+    _check_stats(spec)
     if check_data:
         for task in spec.tasks:
             check_task_data(spec, task)
@@ -313,6 +324,18 @@ def _check_eval(spec: StudySpec) -> None:
         if task.name not in TASKS:
             raise ReprtoolsError(f"{where}: reprtools eval cannot score task {task.name!r} (it scores "
                                  f"{', '.join(TASKS)}); rename the task or set [eval] enabled = false")
+
+
+def _check_stats(spec: StudySpec) -> None:
+    """The bounds ``reprtools stats`` itself enforces, checked before anything runs."""
+    import math
+
+    s, where = spec.stats, spec.path.name
+    if not (math.isfinite(s.margin) and s.margin > 0):
+        raise ReprtoolsError(f"{where}: stats.margin must be positive, in the score's unit (0.02 = 2 points), "
+                             f"got {s.margin}")
+    if not 0 < s.alpha < 0.5:
+        raise ReprtoolsError(f"{where}: stats.alpha must lie between 0 and 0.5 (e.g. 0.05), got {s.alpha}")
 
 
 def _eval_formats() -> tuple[str, ...]:

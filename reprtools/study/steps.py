@@ -7,6 +7,10 @@ it runs, then ``done`` or ``failed``), ``error`` (one line), ``started`` / ``fin
 ``wall_time_s`` and the reprtools version; it is written atomically, so a killed step leaves ``running`` behind
 and counts as not done.
 
+The base model is scored by a step shared between runs, ``STUDY_DIR/base/BKEY/`` (``base.json`` and ``eval/``): the
+first worker of a run of that model and task whose training is done scores it under that folder's lock (the runs'
+own evals pass ``base=False``); see :func:`do_base`.
+
 A step that is done is skipped; a failed one is skipped unless retried (``retry_failed``); a step whose training is
 not done waits.  Training resumes from the last Trainer checkpoint when a killed run left one (``resume=True``), and
 once it is done its Trainer checkpoints (and PiSSA's initial adapter) are deleted: the adapter, ``run.json`` and the
@@ -27,14 +31,25 @@ from pathlib import Path
 from reprtools.errors import ReprtoolsError
 from reprtools.fileio import write_json
 
-TRAIN, EVAL, PROBE = "train", "eval", "probe"
+TRAIN, EVAL, BASE, PROBE = "train", "eval", "base", "probe"
+BASE_DIR = "base"  # STUDY_DIR/base/BKEY: the base model's eval, shared by the runs of one model and task
 DONE, FAILED, RUNNING, PENDING, WAITING, OFF = "done", "failed", "running", "pending", "waiting", "off"
 INTERRUPTED = "interrupted"
 
 
 def step_name(step: str, key: str) -> str:
-    """The file stem of a step in its run directory: ``train``, ``eval-KEY``, ``probe-KEY``."""
-    return TRAIN if step == TRAIN else f"{step}-{key}"
+    """The file stem of a step in its directory: ``train``, ``eval-KEY``, ``probe-KEY``; ``base`` (in its own
+    directory, ``base/KEY/``)."""
+    return step if step in (TRAIN, BASE) else f"{step}-{key}"
+
+
+def base_dir(run_dir: Path, key: str) -> Path:
+    """The base step's directory for a run in ``STUDY_DIR/runs/RKEY``: ``STUDY_DIR/base/KEY``."""
+    return Path(run_dir).parent.parent / BASE_DIR / key
+
+
+def _step_dir(run_dir: Path, job: dict, step: str) -> Path:
+    return base_dir(run_dir, job[BASE]["key"]) if step == BASE else run_dir
 
 
 def read_manifest(run_dir: Path, name: str) -> dict | None:
@@ -61,13 +76,15 @@ def run_status(run_dir: Path, job: dict) -> dict[str, str]:
     live = RUNNING if is_locked(run_dir) else INTERRUPTED
     train = step_status(run_dir, TRAIN, job["key"])
     out = {TRAIN: live if train == RUNNING else train}
-    for step in (EVAL, PROBE):
+    for step in (EVAL, BASE, PROBE):
         if job.get(step) is None:
             out[step] = OFF
-        else:
-            status = step_status(run_dir, step, job[step]["key"])
-            status = live if status == RUNNING else status
-            out[step] = WAITING if train != DONE and status == PENDING else status
+            continue
+        where = _step_dir(run_dir, job, step)
+        status = step_status(where, step, job[step]["key"])
+        if status == RUNNING:
+            status = live if where == run_dir else (RUNNING if is_locked(where) else INTERRUPTED)
+        out[step] = WAITING if train != DONE and status == PENDING else status
     return out
 
 
@@ -171,18 +188,36 @@ def do_train(run_dir: Path, job: dict, progress: bool = False) -> dict:
 
 
 def do_eval(run_dir: Path, job: dict, progress: bool = False) -> dict:
-    """``reprtools eval`` of the trained run on the job's languages into ``eval-KEY/``.  ``format`` is passed
-    only where the installed :class:`~reprtools.evaluate.EvalOptions` has it."""
-    from dataclasses import fields
-
+    """``reprtools eval`` of the trained run on the job's languages into ``eval-KEY/``, without the base model
+    (``base=False``: the base step scores it once for every run of the model and task)."""
     from reprtools.evaluate import EvalOptions, evaluate
 
     step = job[EVAL]
     out = run_dir / step_name(EVAL, step["key"])
-    extra = {"format": step["format"]} if "format" in {f.name for f in fields(EvalOptions)} else {}
-    evaluate(EvalOptions(checkpoints=[str(train_dir(run_dir))], output_dir=str(out), progress=progress,
-                         **step["options"], **extra))
+    evaluate(EvalOptions(checkpoints=[str(train_dir(run_dir))], output_dir=str(out), progress=progress, base=False,
+                         format=step["format"], **step["options"]))
     return {"output": out.name}
+
+
+def do_base(run_dir: Path, job: dict, progress: bool = False) -> dict:
+    """``reprtools eval`` of the base model into ``STUDY_DIR/base/KEY/eval/``, on every language the runs of this
+    model and task are scored in.  ``evaluate`` finds the base model through a checkpoint, so this run's adapter is
+    scored beside it and then dropped: ``scores.csv`` and ``items/`` keep the base only (its ``eval.json`` still
+    names the adapter it was loaded with, and the manifest's ``scored_with`` says which run's).  The bootstrap
+    indices depend only on the number of items, the count and the seed, so the base's intervals are paired with
+    every run's."""
+    from reprtools import results
+    from reprtools.evaluate import EvalOptions, evaluate
+
+    step = job[BASE]
+    out = base_dir(run_dir, step["key"]) / EVAL
+    res = evaluate(EvalOptions(checkpoints=[str(train_dir(run_dir))], output_dir=str(out), progress=progress,
+                               base=True, format=step["format"], **step["options"]))
+    results.write_results(res.scores[res.scores["checkpoint"] == "base"], res.scores_csv)
+    for items in (out / "items").iterdir() if (out / "items").is_dir() else ():
+        if items.name != "base":
+            shutil.rmtree(items, ignore_errors=True)
+    return {"output": EVAL, "scored_with": job["key"]}
 
 
 def do_probe(run_dir: Path, job: dict, progress: bool = False) -> dict:
@@ -199,7 +234,7 @@ def do_probe(run_dir: Path, job: dict, progress: bool = False) -> dict:
     return {"output": out.name}
 
 
-ACTIONS = {TRAIN: do_train, EVAL: do_eval, PROBE: do_probe}
+ACTIONS = {TRAIN: do_train, EVAL: do_eval, BASE: do_base, PROBE: do_probe}
 
 
 def run_job(run_dir: Path, retry_failed: bool = False, progress: bool = False) -> dict[str, str]:
@@ -214,13 +249,23 @@ def run_job(run_dir: Path, retry_failed: bool = False, progress: bool = False) -
 
 
 def _run_steps(run_dir: Path, job: dict, retry_failed: bool, progress: bool) -> None:
-    for step in (TRAIN, EVAL, PROBE):
+    for step in (TRAIN, EVAL, BASE, PROBE):
         if job.get(step) is None and step != TRAIN:
-            continue
-        key = job["key"] if step == TRAIN else job[step]["key"]
-        status = step_status(run_dir, step, key)
-        if status == DONE or (status == FAILED and not retry_failed):
             continue
         if step != TRAIN and step_status(run_dir, TRAIN, job["key"]) != DONE:
             continue  # waits for its adapter
-        run_step(run_dir, step, key, lambda a=ACTIONS[step]: a(run_dir, job, progress))
+        if step == BASE:  # shared with other runs: under its own lock; another worker may be on it
+            with run_lock(_step_dir(run_dir, job, BASE)) as held:
+                if held:
+                    _run_one(run_dir, job, BASE, retry_failed, progress)
+        else:
+            _run_one(run_dir, job, step, retry_failed, progress)
+
+
+def _run_one(run_dir: Path, job: dict, step: str, retry_failed: bool, progress: bool) -> None:
+    key = job["key"] if step == TRAIN else job[step]["key"]
+    where = run_dir if step == TRAIN else _step_dir(run_dir, job, step)
+    status = step_status(where, step, key)
+    if status == DONE or (status == FAILED and not retry_failed):
+        return
+    run_step(where, step, key, lambda a=ACTIONS[step]: a(run_dir, job, progress))
