@@ -6,14 +6,17 @@ import json
 import os
 import shutil
 
+import numpy as np
 import pytest
 
 from reprtools import results
 from reprtools.data.xnli import LABELS
+from reprtools.representations import is_cached, load_representations, save_representations
 from reprtools.study.plan import make_plan, write_jobs
 from reprtools.study.spec import read_spec
 from reprtools.study.steps import (
-    DONE, FAILED, INTERRUPTED, PENDING, RUNNING, WAITING, read_manifest, run_job, run_lock, run_status,
+    DONE, FAILED, INTERRUPTED, PENDING, RUNNING, WAITING, halve_representations, read_manifest, run_job, run_lock,
+    run_status,
 )
 from reprtools_cli.main import main
 
@@ -48,6 +51,7 @@ bootstrap = 0
 data = "demo"
 langs = ["en", "target"]
 max_sentences = 5
+keep_representations = "float16"
 
 [stats]
 margin = 0.03
@@ -104,7 +108,9 @@ def test_tiny_study_end_to_end(finished):
         assert (run.dir / "train" / "adapter" / "adapter_config.json").is_file()
         assert not (run.dir / "train" / "checkpoints").exists()  # a finished run keeps no Trainer checkpoints
         probe_dir = run.dir / f"probe-{run.probe['key']}"
-        assert (probe_dir / "metrics.csv").is_file() and not (probe_dir / "representations").exists()
+        assert (probe_dir / "metrics.csv").is_file()
+        kept = sorted((probe_dir / "representations").glob("*/*.safetensors"))  # base and run, en and sw
+        assert len(kept) == 4 and all(load_representations(p).dtype == np.float16 for p in kept)
         train = read_manifest(run.dir, "train")
         assert train["key"] == run.key and train["error"] is None and train["wall_time_s"] > 0
         assert train["reprtools_version"]
@@ -238,3 +244,49 @@ def test_a_finished_training_keeps_only_its_adapter(tmp_path):
     run = plan.runs[0]
     assert run_job(run.dir)["train"] == DONE
     assert sorted(p.name for p in (run.dir / "train").iterdir()) == ["adapter", "run.json"]
+
+
+def test_representations_kept_in_float16(tmp_path):
+    rng = np.random.default_rng(0)
+    layers = rng.normal(scale=3.0, size=(3, 5, 7)).astype(np.float32)
+    path = tmp_path / "representations" / "base" / "en.safetensors"
+    save_representations(path, layers, "KEY")
+    assert halve_representations(tmp_path / "representations") == 1
+    back = load_representations(path)
+    assert back.dtype == np.float16 and back.shape == layers.shape
+    assert np.array_equal(back, layers.astype(np.float16))  # IEEE round to nearest, as numpy does
+    assert not is_cached(path, "KEY")  # a later probe captures again rather than reuse halved vectors
+    from safetensors import safe_open
+
+    with safe_open(str(path), "np") as f:
+        assert f.metadata() == {"reprtools_key_float32": "KEY", "layers": "3", "stored_dtype": "float16"}
+    assert halve_representations(tmp_path / "representations") == 0  # already halved: left alone
+
+
+def test_stats_at_the_end_only_with_scores_and_a_failure_is_one_line(tmp_path, monkeypatch):
+    from types import SimpleNamespace
+
+    import reprtools.stats.run
+    from reprtools.study import study_stats
+    from reprtools.study.spec import StatsSettings
+
+    plan = SimpleNamespace(dir=tmp_path, spec=SimpleNamespace(stats=StatsSettings(margin=0.04, alpha=0.1)))
+    called, said = [], []
+    done = reprtools.stats.run.StatsResult(out_dir=tmp_path / "stats", verdicts={"equivalent": 2})
+    monkeypatch.setattr(reprtools.stats.run, "run_stats", lambda *a, **k: called.append((a, k)) or done)
+    assert study_stats(plan, said.append) is None and not called  # no results.csv yet
+    results.write_results(results.frame([{"checkpoint": "K", "comparison": results.SHIFT, "value": 0.5}]),
+                          tmp_path / "results.csv")
+    assert study_stats(plan, said.append) is None and not called  # probe rows only: nothing to test
+    results.write_results(results.frame([{"checkpoint": "K", "comparison": results.EVALUATION, "value": 0.5}]),
+                          tmp_path / "results.csv")
+    assert study_stats(plan, said.append) is done and said == [f"stats in {tmp_path / 'stats'} (verdicts: 2 equivalent)"]
+    assert called == [((tmp_path,), {"margin": 0.04, "alpha": 0.1})]
+
+    def boom(*a, **k):
+        raise ValueError("no variance\nat all")
+
+    monkeypatch.setattr(reprtools.stats.run, "run_stats", boom)
+    said.clear()
+    assert study_stats(plan, said.append) is None
+    assert len(said) == 1 and said[0].startswith("stats failed (ValueError: no variance)") and "\n" not in said[0]

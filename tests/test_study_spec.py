@@ -139,3 +139,13 @@ def test_stats_table(tmp_path):
                          ('alpha = "0.05"', "stats.alpha must be a number"),
                          ("level = 0.9", "unknown key 'level' in [stats]")):
         assert words in _refused(tmp_path, BASE + f"\n[stats]\n{table}\n")
+
+
+def test_keep_representations(tmp_path):
+    assert read_spec(_write(tmp_path, BASE)).probe.keep_representations is False
+    for value, kept in (("true", True), ("false", False), ('"float16"', "float16")):
+        spec = read_spec(_write(tmp_path, BASE.replace("max_sentences = 8", f"max_sentences = 8\nkeep_representations = {value}")))
+        assert spec.probe.keep_representations == kept
+    for value in ('"bfloat16"', "1", "0.5"):
+        message = _refused(tmp_path, BASE.replace("max_sentences = 8", f"max_sentences = 8\nkeep_representations = {value}"))
+        assert "probe.keep_representations must be false (drop them), true (keep float32) or" in message

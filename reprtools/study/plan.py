@@ -76,7 +76,7 @@ class Run:
     eval: dict | None = None
     base: dict | None = None
     probe: dict | None = None
-    keep_representations: bool = False
+    keep_representations: bool | str = False  # False, True or "float16" ([probe] keep_representations)
     cells: list[Cell] = field(default_factory=list)
 
     def job(self) -> dict:

@@ -8,7 +8,9 @@ Tables and keys (every key is optional unless marked; unknown keys are refused a
     [train]     rank, alpha, dropout, learning_rate, batch_size, max_steps, epochs, max_length, target_modules,
                 global_batch_size, gradient_checkpointing, save_steps (the options of ``reprtools train``)
     [eval]      enabled, langs (``"target"`` stands for the cell's target language), limit, format, bootstrap
-    [probe]     enabled, data, langs (``"target"`` as above), max_sentences, keep_representations
+    [probe]     enabled, data, langs (``"target"`` as above), max_sentences, keep_representations (``false``:
+                dropped once the metrics are written; ``true``: kept as captured, float32; ``"float16"``: kept at
+                half the size)
     [resources] gpus, cpus, mem, time, partition  (per cell, for the cluster executor)
     [stats]     margin (equivalence margin in the score's unit, default 0.02 = 2 points), alpha (default 0.05):
                 ``reprtools stats``, run at the end of ``reprtools study``
@@ -78,7 +80,7 @@ class ProbeSettings:
     data: str = "demo"
     langs: tuple[str, ...] = (BASE_LANG, TARGET)
     max_sentences: int | None = 200
-    keep_representations: bool = False
+    keep_representations: bool | str = False  # False, True (float32, as captured) or "float16"
 
 
 @dataclass(frozen=True)
@@ -173,6 +175,12 @@ def _settings(cls, table: dict, where: str, path: Path):
         value, key = table[f.name], f"{where}.{f.name}"
         if f.name == "langs":
             values[f.name] = tuple(_typed(v, str, key, path) for v in _list(value, key, path))
+            continue
+        if f.name == "keep_representations":
+            if value not in (True, False, "float16") or isinstance(value, (int, float)) and not isinstance(value, bool):
+                raise ReprtoolsError(f"{path.name}: {key} must be false (drop them), true (keep float32) or "
+                                     f"\"float16\" (keep at half the size), got {value!r}")
+            values[f.name] = value
             continue
         kind = {"int": int, "float": float, "str": str, "bool": bool}[str(f.type).split(" ")[0]]
         values[f.name] = _typed(value, kind, key, path)

@@ -15,7 +15,8 @@ A step that is done is skipped; a failed one is skipped unless retried (``retry_
 not done waits.  Training resumes from the last Trainer checkpoint when a killed run left one (``resume=True``), and
 once it is done its Trainer checkpoints (and PiSSA's initial adapter) are deleted: the adapter, ``run.json`` and the
 manifests are what a finished run keeps.  The probe's representations are dropped after its metrics are written unless
-``keep_representations``.
+``keep_representations`` (``True``: kept as captured, float32; ``"float16"``: converted to half precision, half the
+disk).
 """
 
 from __future__ import annotations
@@ -222,16 +223,51 @@ def do_base(run_dir: Path, job: dict, progress: bool = False) -> dict:
 
 def do_probe(run_dir: Path, job: dict, progress: bool = False) -> dict:
     """``reprtools probe`` of the trained run (no figures) into ``probe-KEY/``; its representations are deleted
-    once ``metrics.csv`` is written unless the job keeps them."""
+    once ``metrics.csv`` is written unless the job keeps them (``"float16"``: kept at half precision,
+    :func:`halve_representations`)."""
     from reprtools.probe import ProbeOptions, probe
 
     step = job[PROBE]
     out = run_dir / step_name(PROBE, step["key"])
     probe(ProbeOptions(checkpoints=[str(train_dir(run_dir))], output_dir=str(out), figures=False,
                        progress=progress, **step["options"]))
-    if not job.get("keep_representations"):
+    keep = job.get("keep_representations")
+    if not keep:
         shutil.rmtree(out / "representations", ignore_errors=True)
+    elif keep == "float16":
+        halve_representations(out / "representations")
     return {"output": out.name}
+
+
+def halve_representations(rep_dir: Path) -> int:
+    """Rewrite every ``NAME/LANG.safetensors`` under ``rep_dir`` with float16 tensors, atomically; returns how many.
+
+    The metrics are computed from the float32 capture first; this only shrinks what is kept (float16 keeps about 3
+    significant digits, ample for plotting or re-pooling, not for recomputing metrics to the last digit).  The
+    cache key moves to ``reprtools_key_float32`` so that a later probe never takes a halved file for its float32
+    capture (:func:`reprtools.representations.is_cached` reads ``reprtools_key``) and captures again instead;
+    ``stored_dtype`` says ``float16``.  :func:`reprtools.representations.load_representations` reads the files
+    back (as float16 arrays).  A file already halved is left as it is."""
+    import torch
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    from reprtools.fileio import atomic_path
+
+    count = 0
+    for path in sorted(Path(rep_dir).glob("*/*.safetensors")):
+        with safe_open(str(path), "pt") as f:
+            meta = dict(f.metadata() or {})
+        if meta.get("stored_dtype") == "float16":
+            continue
+        tensors = {k: v.to(torch.float16).contiguous() for k, v in load_file(str(path)).items()}
+        if "reprtools_key" in meta:
+            meta["reprtools_key_float32"] = meta.pop("reprtools_key")
+        meta["stored_dtype"] = "float16"
+        with atomic_path(path) as tmp:
+            save_file(tensors, str(tmp), metadata=meta)
+        count += 1
+    return count
 
 
 ACTIONS = {TRAIN: do_train, EVAL: do_eval, BASE: do_base, PROBE: do_probe}
