@@ -67,23 +67,30 @@ def _say(msg: str) -> None:
 def _materialise(target: Path, build) -> Path:
     """Build a model directory once, atomically: ``build(tmpdir)`` fills a temporary folder, then it is renamed.
 
-    Two processes racing both build; the loser's copy is discarded.  A crash leaves only a ``.tmp-*`` folder,
+    A file lock (``flock`` on ``.NAME.lock`` beside it) makes concurrent processes (a study's Slurm jobs on a
+    shared cache) build it once: the others wait and find it built.  A crash leaves only a ``.tmp-*`` folder,
     never a half-written model directory.
     """
+    import fcntl
+
     if (target / "config.json").is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{target.name}-", dir=target.parent))
-    try:
-        build(tmp)
+    with open(target.parent / f".{target.name}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if (target / "config.json").is_file():  # built while this process waited
+            return target
+        tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{target.name}-", dir=target.parent))
         try:
-            tmp.rename(target)
-        except OSError:
-            if not (target / "config.json").is_file():
-                raise
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+            build(tmp)
+            try:
+                tmp.rename(target)
+            except OSError:
+                if not (target / "config.json").is_file():
+                    raise
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
     return target
 
 
@@ -216,9 +223,8 @@ def resolve_model(name: str) -> ResolvedModel:
         return ResolvedModel(name, path, str(path), "builtin")
     if name == DEFAULT_MODEL:
         target = cache_dir() / "models" / name
-        if not (target / "config.json").is_file():
-            gguf = _default_gguf()
-            _materialise(target, lambda out: _build_from_gguf(gguf, out))
+        if not (target / "config.json").is_file():  # the GGUF is assembled under the conversion's lock
+            _materialise(target, lambda out: _build_from_gguf(_default_gguf(), out))
         return ResolvedModel(name, target, str(target), "builtin")
 
     local = Path(name).expanduser()

@@ -2,8 +2,8 @@
 after_run)`` returns each run's worker exit code -- so a cluster executor is a class beside :class:`LocalExecutor`.
 
 ``local`` starts each run as its own ``python -m reprtools.study.worker RUN_DIR`` subprocess, one after another;
-the worker's output goes to ``RUN_DIR/worker.log`` (appended, one section per attempt).  The Slurm executor
-(submitit job arrays) is a later slice of issue 10.
+the worker's output goes to ``RUN_DIR/worker.log`` (appended, one section per attempt).  ``slurm`` submits the same
+worker command as Slurm job arrays through submitit (:mod:`reprtools.study.slurm`).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 
 from reprtools.errors import ReprtoolsError
 
-EXECUTORS = ("local",)
+EXECUTORS = ("local", "slurm")
 LOG_FILE = "worker.log"
 
 
@@ -69,6 +69,7 @@ def get_executor(name: str, echo=None):
     if name == "local":
         return LocalExecutor(echo)
     if name == "slurm":
-        raise ReprtoolsError("--executor slurm is not available yet (it comes in a later release); "
-                             "use --executor local")
+        from reprtools.study.slurm import SlurmExecutor
+
+        return SlurmExecutor(echo)
     raise ReprtoolsError(f"unknown executor {name!r}; use one of {', '.join(EXECUTORS)}")

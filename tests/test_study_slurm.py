@@ -1,0 +1,244 @@
+"""The Slurm executor: the tiny study through a real single-node Slurm (scripts/slurm_local.sh; skipped with the
+reason where it cannot start) gives the local executor's results; and, with no Slurm, the requeue cap, the array
+split at MaxArraySize, the time limits, the offline check and the cache lock."""
+
+import json
+import os
+import shutil
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from reprtools.data.xnli import LABELS
+from reprtools.errors import ReprtoolsError
+from reprtools.study import run_study
+from reprtools.study.plan import make_plan, write_jobs
+from reprtools.study.slurm import (
+    REQUEUE_FILE, RunTask, SlurmExecutor, array_chunks, check_offline, parse_max_array_size, requeue_count,
+    set_requeue_count, time_minutes,
+)
+from reprtools.study.spec import read_spec
+from reprtools.study.steps import DONE, FAILED, read_manifest, run_status
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "slurm_local.sh"
+ROWS = 20
+
+SPEC = """
+[study]
+name = "tiny-slurm"
+output_dir = "out"
+models = ["tiny-llama"]
+methods = ["lora"]
+ratios = [0, 0.5]
+seeds = [0]
+num_examples = 8
+
+[[tasks]]
+name = "xnli"
+data = "xnli:xnli"
+langs = ["sw"]
+
+[train]
+max_steps = 2
+batch_size = 4
+max_length = 160
+
+[eval]
+langs = ["target", "en"]
+limit = 4
+bootstrap = 0
+
+[probe]
+data = "demo"
+langs = ["en", "target"]
+max_sentences = 5
+
+[resources]
+gpus = 0
+cpus = 1
+mem = "2G"
+time = "00:10:00"
+"""
+
+
+def _study(root: Path, text: str = SPEC) -> Path:
+    """A study folder with very short XNLI items in en and sw."""
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "xnli").mkdir(exist_ok=True)
+    for lang, (p, h) in {"en": ("A {}.", "B {}."), "sw": ("Paka {}.", "Mbwa {}.")}.items():
+        rows = "".join(f"{p.format(i)}\t{h.format(i)}\t{LABELS[i % 3]}\n" for i in range(ROWS))
+        (root / "xnli" / f"dev-{lang}.tsv").write_text(rows, encoding="utf-8")
+    (root / "tiny.toml").write_text(text, encoding="utf-8")
+    return root / "tiny.toml"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _cache(tmp_path_factory):
+    os.environ["REPRTOOLS_CACHE"] = str(tmp_path_factory.getbasetemp() / "cache")
+
+
+# ------------------------------------------------------------------------------------------ no Slurm needed
+def _plan(root: Path, text: str = SPEC):
+    plan = make_plan(read_spec(_study(root, text)))
+    write_jobs(plan)
+    return plan
+
+
+def test_past_the_requeue_cap_the_run_fails_instead_of_looping(tmp_path):
+    run = _plan(tmp_path).runs[0]
+    task = RunTask(run.dir, max_requeues=2)
+    again = task.checkpoint()  # below the cap: requeued, counted in the run directory
+    assert again is not None and again.function is task and requeue_count(run.dir) == 1
+    set_requeue_count(run.dir, 2)  # two requeues already: the cap
+    assert task.checkpoint() is None  # submitit does not requeue
+    manifest = read_manifest(run.dir, "train")
+    assert manifest["status"] == FAILED and "\n" not in manifest["error"]
+    assert "3 times" in manifest["error"] and "cap is 2" in manifest["error"] and "--retry-failed" in manifest["error"]
+    assert run_status(run.dir, run.job())["train"] == FAILED
+    assert json.loads((run.dir / REQUEUE_FILE).read_text())["requeues"] == 2
+
+
+def test_the_requeued_callable_carries_no_process(tmp_path):
+    import pickle
+
+    run = _plan(tmp_path).runs[0]
+    task = RunTask(run.dir, retry_failed=True, max_requeues=5)
+    task._proc = object()  # a running worker is not pickled into the requeued job
+    copy = pickle.loads(pickle.dumps(task))
+    assert copy._proc is None and copy.run_dir == str(run.dir) and copy.retry_failed and copy.max_requeues == 5
+
+
+def test_arrays_are_split_at_max_array_size():
+    assert parse_max_array_size("AuthType = auth/munge\nMaxArraySize            = 1001\nMaxJobCount = 10000\n") == 1001
+    assert parse_max_array_size("nothing here") == 1001  # Slurm's default
+    items = list(range(2503))
+    chunks = array_chunks(items, 1001)
+    assert [len(c) for c in chunks] == [1001, 1001, 501] and sum(chunks, []) == items
+    assert array_chunks([1, 2], 5) == [[1, 2]]
+    with pytest.raises(ReprtoolsError):
+        array_chunks(items, 0)
+
+
+@pytest.mark.parametrize("text, minutes", [("00:10:00", 10), ("04:00:00", 240), ("90", 90), ("1:30", 2),
+                                           ("1-00:00:00", 1440), ("2-3", 51 * 60), ("00:00:01", 1)])
+def test_slurm_time_limits_in_minutes(text, minutes):
+    assert time_minutes(text) == minutes
+
+
+@pytest.mark.parametrize("text", ["", "ten", "1:2:3:4", "00:00:00", "-5"])
+def test_bad_time_limits_are_refused_in_one_line(text):
+    with pytest.raises(ReprtoolsError, match="resources.time"):
+        time_minutes(text)
+
+
+def test_offline_check_names_what_is_missing(tmp_path):
+    plan = _plan(tmp_path, SPEC.replace('models = ["tiny-llama"]', 'models = ["no-such-org/no-such-model"]'))
+    with pytest.raises(ReprtoolsError, match=r"model no-such-org/no-such-model does not resolve offline") as info:
+        check_offline(plan, plan.runs)
+    assert "\n" not in str(info.value)
+    plan = _plan(tmp_path / "hub", SPEC.replace('data = "xnli:xnli"', 'data = "hf:xnli"'))
+    with pytest.raises(ReprtoolsError, match=r"data hf:xnli does not load offline"):
+        check_offline(plan, plan.runs)
+    check_offline(*(lambda p: (p, p.runs))(_plan(tmp_path / "ok")))  # tiny model, local data: fine
+
+
+def test_model_conversion_in_the_cache_happens_once(tmp_path):
+    from reprtools.models import _materialise
+
+    builds = []
+
+    def build(out):
+        builds.append(out)
+        time.sleep(0.3)
+        (out / "config.json").write_text("{}")
+
+    threads = [threading.Thread(target=_materialise, args=(tmp_path / "m", build)) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(builds) == 1 and (tmp_path / "m" / "config.json").is_file()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".tmp-")]
+
+
+# ------------------------------------------------------------------------------------------------ real Slurm
+@pytest.fixture(scope="session")
+def slurm():
+    """A single-node Slurm from scripts/slurm_local.sh (left running if it was up before); skips with the reason."""
+    if os.geteuid() != 0:
+        pytest.skip("a local Slurm needs root (scripts/slurm_local.sh starts munged, slurmctld and slurmd)")
+    if shutil.which("slurmctld") is None and shutil.which("apt-get") is None:
+        pytest.skip("Slurm is not installed and apt-get is unavailable to install it")
+    was_up = shutil.which("scontrol") is not None and subprocess.run(
+        ["scontrol", "ping"], capture_output=True, text=True,
+        env={**os.environ, "SLURM_CONF": "/tmp/reprtools-slurm/slurm.conf"}).stdout.count("is UP") > 0
+    started = time.time()
+    try:
+        done = subprocess.run(["bash", str(SCRIPT), "up"], capture_output=True, text=True, timeout=600,
+                              env={**os.environ, "SLURM_LOCAL_TIMEOUT": "60"})
+    except subprocess.TimeoutExpired:
+        pytest.skip("scripts/slurm_local.sh up did not finish within 600 s")
+    if done.returncode != 0:
+        pytest.skip("a local Slurm did not come up: " + (done.stderr.strip().splitlines() or ["no message"])[-1])
+    conf = done.stdout.strip().splitlines()[-1].split("=", 1)[1]
+    old = os.environ.get("SLURM_CONF")
+    os.environ["SLURM_CONF"] = conf
+    print(f"local Slurm up in {time.time() - started:.1f} s")
+    yield conf
+    if old is None:
+        os.environ.pop("SLURM_CONF", None)
+    else:
+        os.environ["SLURM_CONF"] = old
+    if not was_up:
+        subprocess.run(["bash", str(SCRIPT), "down"], capture_output=True, timeout=120)
+
+
+def _cells(path: Path, plan) -> pd.DataFrame:
+    """results.csv without the step keys and with run keys named by the run's place in the plan: the keys hold
+    the data's absolute path, which differs between the two study folders."""
+    df = pd.read_csv(path, keep_default_na=False).drop(columns=["step_key"])
+    df = df.replace({run.key: f"run{i}" for i, run in enumerate(plan.runs)})
+    return df.sort_values(list(df.columns)).reset_index(drop=True)
+
+
+def test_tiny_study_through_slurm_matches_the_local_executor(slurm, tmp_path):
+    local_plan, local_codes, local_csv = run_study(_study(tmp_path / "local"), "local")
+    messages = []
+    started = time.time()
+    plan, codes, csv = run_study(_study(tmp_path / "slurm"), "slurm", echo=messages.append)
+    wall = time.time() - started
+    print(f"tiny study through Slurm: {wall:.1f} s wall")
+    assert codes == {run.key: 0 for run in plan.runs}
+    assert local_codes == {run.key: 0 for run in local_plan.runs}
+    for run in plan.runs:
+        status = run_status(run.dir, run.job())
+        assert status["train"] == status["eval"] == status["probe"] == DONE and set(status.values()) == {DONE}
+        assert "slurm job" in (run.dir / "worker.log").read_text()  # the same worker, started by a Slurm task
+        assert requeue_count(run.dir) == 0
+    assert any("submitted as job" in m for m in messages)
+    rows = pd.read_csv(csv, keep_default_na=False)
+    assert set(rows["run_key"]) - {""} == {r.key for r in plan.runs}  # every run has rows (base rows: no run)
+    slurm_rows, local_rows = _cells(csv, plan), _cells(local_csv, local_plan)
+    assert len(slurm_rows) > 0
+    # same settings, same keys, same numbers: only where the files are differs (nothing in results.csv)
+    pd.testing.assert_frame_equal(slurm_rows, local_rows)
+
+
+def test_a_run_already_done_is_not_submitted_again(slurm, tmp_path):
+    path = _study(tmp_path, SPEC.replace("ratios = [0, 0.5]", "ratios = [0]").replace(
+        "[probe]\n", "[probe]\nenabled = false\n").replace("[eval]\n", "[eval]\nenabled = false\n"))
+    _, codes, _ = run_study(path, "slurm")
+    assert list(codes.values()) == [0]
+    _, codes, _ = run_study(path, "slurm")
+    assert codes == {}
+
+
+def test_slurm_executor_refuses_without_slurm(tmp_path, monkeypatch):
+    plan = _plan(tmp_path)
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    with pytest.raises(ReprtoolsError, match="--executor slurm needs Slurm: sbatch is not on PATH"):
+        SlurmExecutor().submit(plan, plan.runs)
