@@ -176,17 +176,20 @@ def test_the_base_is_one_step_per_model_and_task(tmp_path):
     plan = _base_plan(tmp_path)
     by_model = {}
     for run in plan.runs:
-        by_model.setdefault(run.model, set()).add(run.base["key"])
-        # every target of the task and English, whatever the run's own targets; the limit and format kept
-        assert run.base["options"]["langs"] == ["hi", "sw", "en"] and run.base["options"]["limit"] == 4
-        assert run.base["format"] == "instruct" and run.job()["base"] == run.base
-    assert {m: len(k) for m, k in by_model.items()} == {"tiny-llama": 1, "tiny-gemma": 1}
-    assert by_model["tiny-llama"] != by_model["tiny-gemma"]
-    key = next(iter(by_model["tiny-llama"]))
+        by_model.setdefault(run.model, {}).setdefault(run.base["key"], set()).add(run.key)
+        # the very options of the run's eval (so the base is scored on its items), keyed without the run
+        assert run.base["options"] == run.eval["options"] and run.base["format"] == run.eval["format"] == "instruct"
+        assert run.base["options"]["langs"] == [*run.targets, "en"] and run.job()["base"] == run.base
+    # per model: one base step for the ratio-0 runs (scored on hi and sw) and one per target of the others,
+    # each shared by every method and seed
+    assert {m: sorted(len(runs) for runs in k.values()) for m, k in by_model.items()} == \
+        {"tiny-llama": [4, 4, 4], "tiny-gemma": [4, 4, 4]}
+    assert not set(by_model["tiny-llama"]) & set(by_model["tiny-gemma"])
+    keys = set(by_model["tiny-llama"])
     # keyed by what changes the base's scores, not by the runs' methods, ratios or seeds
-    assert next(iter({r.base["key"] for r in _base_plan(tmp_path, 'methods = ["lora", "dora"]', 'methods = ["lora"]').runs
-                      if r.model == "tiny-llama"})) == key
+    assert {r.base["key"] for r in _base_plan(tmp_path, 'methods = ["lora", "dora"]', 'methods = ["lora"]').runs
+            if r.model == "tiny-llama"} == keys
     for old, new in (("limit = 4", "limit = 5"), ("limit = 4", "limit = 4\nformat = \"harness\""),
                      ("limit = 4", "limit = 4\nbootstrap = 10"), ('langs = ["target", "en"]', 'langs = ["target"]')):
-        assert {r.base["key"] for r in _base_plan(tmp_path, old, new).runs if r.model == "tiny-llama"} != {key}
+        assert not {r.base["key"] for r in _base_plan(tmp_path, old, new).runs} & keys
     assert all(r.base is None for r in _base_plan(tmp_path, "[eval]\n", "[eval]\nenabled = false\n").runs)

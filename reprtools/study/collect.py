@@ -9,8 +9,8 @@
 
 The checkpoint is named by its run key.  A ratio-0 run serves every target language of its task: each of its cells
 gets the eval rows of its own language and English (its own language's role is ``transfer``) and all its probe rows.
-The base model's scores come from the base step (one per model, task and eval settings), once each, with ``model``
-and ``study_task`` filled (so a study of several models can tell whose base they are) and no run settings
+The base model's scores come from the base steps (one per model, task and eval settings), once per step, with
+``model`` and ``study_task`` filled (so a study of several models can tell whose base they are) and no run settings
 (``run_key``, ``target_lang``, ``ratio``, ``seed`` empty).  A half-finished study gives the rows of what is done.
 """
 

@@ -11,10 +11,13 @@ trained adapter and its steps (train -> eval -> probe), in ``STUDY_DIR/runs/KEY/
 * the eval and probe steps have keys of their own (the training key plus their settings), so adding an evaluation
   language or turning the probe on later runs only that step on the adapters already trained;
 * the base model is scored once per (model, task, eval settings), not once per run: the runs' evals score only
-  their adapter, and a **base step** keyed by the model, the task's data, the languages (every target of the task
-  and English), limit, format and bootstrap scores the base into ``STUDY_DIR/base/KEY/`` (see
-  :func:`reprtools.study.steps.do_base`).  The paired bootstrap stays paired across these calls: its item indices
-  depend only on the number of items, the bootstrap count and the seed.
+  their adapter, and a **base step** keyed by the model, the task's data, the languages, limit, format and
+  bootstrap scores the base into ``STUDY_DIR/base/KEY/`` (see :func:`reprtools.study.steps.do_base`).  Its options
+  are exactly those of the evals it serves, languages included (one base step per target language, plus one for
+  the ratio-0 runs that are scored on every target): the held-out items of a language can depend on which
+  languages are read together (an XNLI folder uses its train files only when every language asked for has one),
+  so the same call is what guarantees the base is scored on the runs' very items.  The paired bootstrap stays
+  paired across these calls: its item indices depend only on the number of items, the bootstrap count and the seed.
 
 :func:`write_jobs` writes each run's ``job.json`` (everything its worker needs) and ``cell.json``; the worker
 (:mod:`reprtools.study.worker`) reads only that, never the study file.
@@ -122,16 +125,14 @@ def _eval_step(spec: StudySpec, task: Task, train_key: str, targets) -> dict | N
     return {"key": settings_key(keyed), "options": options, "format": e.format}
 
 
-def _base_step(spec: StudySpec, model: str, task: Task, targets) -> dict | None:
-    """The base model's eval for ``model`` and ``task``: every target language of the task (and English, as
-    ``[eval] langs`` say), so each cell finds its languages there whatever its ratio."""
-    e = spec.eval
-    if not e.enabled:
+def _base_step(model: str, eval_step: dict | None) -> dict | None:
+    """The base model's eval for the runs of ``model`` whose eval step is ``eval_step``: the same options (task,
+    data, languages, limit, bootstrap, format), keyed by the model instead of a training run."""
+    if eval_step is None:
         return None
-    options = {"task": task.name, "data": task.data,
-               "langs": expand_langs(e.langs, targets), "limit": e.limit, "bootstrap": e.bootstrap}
-    keyed = {"model": model, **options, "format": e.format}
-    return {"key": settings_key(keyed), "options": options, "format": e.format}
+    options = dict(eval_step["options"])
+    keyed = {"model": model, **options, "format": eval_step["format"]}
+    return {"key": settings_key(keyed), "options": options, "format": eval_step["format"]}
 
 
 def _probe_step(spec: StudySpec, train_key: str, targets) -> dict | None:
@@ -159,7 +160,7 @@ def make_plan(spec: StudySpec) -> Plan:
                             key = settings_key(settings)
                             if key not in runs:
                                 runs[key] = _new_run(spec, task, settings, key, targets if ratio == 0 else (lang,))
-                                runs[key].base = _base_step(spec, model, task, targets)
+                                runs[key].base = _base_step(model, runs[key].eval)
                             cell = Cell(model, task.name, method, lang, float(ratio), int(seed), key)
                             runs[key].cells.append(cell)
                             cells.append(cell)

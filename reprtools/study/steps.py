@@ -201,8 +201,8 @@ def do_eval(run_dir: Path, job: dict, progress: bool = False) -> dict:
 
 
 def do_base(run_dir: Path, job: dict, progress: bool = False) -> dict:
-    """``reprtools eval`` of the base model into ``STUDY_DIR/base/KEY/eval/``, on every language the runs of this
-    model and task are scored in.  ``evaluate`` finds the base model through a checkpoint, so this run's adapter is
+    """``reprtools eval`` of the base model into ``STUDY_DIR/base/KEY/eval/``, with the options of the runs' evals
+    it serves (:mod:`reprtools.study.plan`).  ``evaluate`` finds the base model through a checkpoint, so this run's adapter is
     scored beside it and then dropped: ``scores.csv`` and ``items/`` keep the base only (its ``eval.json`` still
     names the adapter it was loaded with, and the manifest's ``scored_with`` says which run's).  The bootstrap
     indices depend only on the number of items, the count and the seed, so the base's intervals are paired with
