@@ -290,3 +290,27 @@ def test_stats_at_the_end_only_with_scores_and_a_failure_is_one_line(tmp_path, m
     said.clear()
     assert study_stats(plan, said.append) is None
     assert len(said) == 1 and said[0].startswith("stats failed (ValueError: no variance)") and "\n" not in said[0]
+
+
+def test_the_shared_base_step_is_left_to_the_worker_that_holds_it(tmp_path):
+    from reprtools.study import worker
+    from reprtools.study.steps import OFF, base_dir
+
+    run = _in_process_plan(tmp_path).runs[0]
+    job = dict(run.job(), base={"key": "B", "options": {}, "format": "instruct"})
+    (run.dir / "job.json").write_text(json.dumps(job))
+    (run.dir / "train.json").write_text(json.dumps({"step": "train", "key": run.key, "status": DONE}))
+    where = base_dir(run.dir, "B")
+    assert where == plan_dir(run) / "base" / "B"
+    assert run_status(run.dir, job)["base"] == PENDING
+    with run_lock(where) as held:  # another run's worker is scoring the base
+        assert held
+        (where / "base.json").write_text(json.dumps({"step": "base", "key": "B", "status": RUNNING}))
+        assert run_job(run.dir) == {"train": DONE, "eval": OFF, "base": RUNNING, "probe": OFF}
+        assert worker.main([str(run.dir)]) == 0  # this run's own steps are done
+    assert read_manifest(where, "base")["status"] == RUNNING  # untouched here
+    assert run_status(run.dir, job)["base"] == INTERRUPTED  # its worker died: the next one takes it up
+
+
+def plan_dir(run):
+    return run.dir.parent.parent
