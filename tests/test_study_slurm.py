@@ -94,7 +94,7 @@ def test_past_the_requeue_cap_the_run_fails_instead_of_looping(tmp_path):
     again = task.checkpoint()  # below the cap: requeued, counted in the run directory
     assert again is not None and again.function is task and requeue_count(run.dir) == 1
     set_requeue_count(run.dir, 2)  # two requeues already: the cap
-    assert task.checkpoint() is None  # submitit does not requeue
+    assert RunTask(run.dir, max_requeues=2).checkpoint() is None  # the next job's task: submitit does not requeue
     manifest = read_manifest(run.dir, "train")
     assert manifest["status"] == FAILED and "\n" not in manifest["error"]
     assert "3 times" in manifest["error"] and "cap is 2" in manifest["error"] and "--retry-failed" in manifest["error"]
@@ -110,6 +110,34 @@ def test_the_requeued_callable_carries_no_process(tmp_path):
     task._proc = object()  # a running worker is not pickled into the requeued job
     copy = pickle.loads(pickle.dumps(task))
     assert copy._proc is None and copy.run_dir == str(run.dir) and copy.retry_failed and copy.max_requeues == 5
+
+
+_SIGNALLED = """
+import os, signal, sys, threading
+import reprtools.study.executors as executors
+executors.worker_command = lambda run_dir, retry_failed=False: ["sleep", "120"]  # a worker that never ends
+from reprtools.study.slurm import RunTask
+task = RunTask(sys.argv[1], max_requeues=3)
+def handler(signum, frame):  # what submitit's handler does first: call checkpoint()
+    print("requeue" if task.checkpoint() is not None else "no requeue", task._proc.pid, flush=True)
+    os._exit(0)
+signal.signal(signal.SIGUSR2, handler)
+threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGUSR2)).start()  # Slurm's USR2 before the time limit
+task()
+"""
+
+
+def test_a_signal_during_the_run_stops_the_worker_and_requeues(tmp_path):
+    """checkpoint() runs in a signal handler that interrupted Popen.wait: it must stop the worker (which
+    ignores USR2) without waiting on Popen's lock, and requeue."""
+    import sys
+
+    (tmp_path / "run").mkdir()
+    done = subprocess.run([sys.executable, "-c", _SIGNALLED, str(tmp_path / "run")], capture_output=True, text=True,
+                          timeout=60)
+    word, pid = done.stdout.rsplit(" ", 1)
+    assert word == "requeue" and requeue_count(tmp_path / "run") == 1
+    assert not Path(f"/proc/{int(pid)}").exists()  # the worker is gone (reaped)
 
 
 def test_arrays_are_split_at_max_array_size():
@@ -226,15 +254,7 @@ def test_tiny_study_through_slurm_matches_the_local_executor(slurm, tmp_path):
     assert len(slurm_rows) > 0
     # same settings, same keys, same numbers: only where the files are differs (nothing in results.csv)
     pd.testing.assert_frame_equal(slurm_rows, local_rows)
-
-
-def test_a_run_already_done_is_not_submitted_again(slurm, tmp_path):
-    path = _study(tmp_path, SPEC.replace("ratios = [0, 0.5]", "ratios = [0]").replace(
-        "[probe]\n", "[probe]\nenabled = false\n").replace("[eval]\n", "[eval]\nenabled = false\n"))
-    _, codes, _ = run_study(path, "slurm")
-    assert list(codes.values()) == [0]
-    _, codes, _ = run_study(path, "slurm")
-    assert codes == {}
+    assert run_study(plan.spec.path, "slurm")[1] == {}  # nothing left to do: nothing submitted
 
 
 def test_slurm_executor_refuses_without_slurm(tmp_path, monkeypatch):

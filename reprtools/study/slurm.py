@@ -105,7 +105,7 @@ class RunTask(Checkpointable):
         self._proc = None
 
     def __getstate__(self):  # the worker process is not part of what is requeued
-        return {k: v for k, v in self.__dict__.items() if k != "_proc"}
+        return {k: v for k, v in self.__dict__.items() if k not in ("_proc", "_checkpointing")}
 
     def __setstate__(self, state):
         self.__dict__.update(state, _proc=None)
@@ -126,19 +126,32 @@ class RunTask(Checkpointable):
             return self._proc.wait()
 
     def _stop_worker(self, grace_s: float = 30.0) -> None:
+        """SIGTERM the worker, SIGKILL it after ``grace_s``.  Reaped with ``os.waitpid``, not ``Popen.wait``:
+        this runs in submitit's signal handler, which interrupted ``Popen.wait`` in :meth:`__call__`, and that
+        holds the lock ``Popen.wait`` would block on forever."""
         proc = self._proc
-        if proc is None or proc.poll() is not None:
+        if proc is None:
             return
-        proc.terminate()
-        try:
-            proc.wait(grace_s)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        deadline = time.monotonic() + grace_s
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.kill(proc.pid, sig)
+            except ProcessLookupError:
+                return
+            while sig == signal.SIGKILL or time.monotonic() < deadline:
+                try:
+                    if os.waitpid(proc.pid, os.WNOHANG)[0]:
+                        return
+                except ChildProcessError:
+                    return
+                time.sleep(0.2)
 
     def checkpoint(self, *args, **kwargs):
         """Stop the worker; requeue this task (counted in the run directory) unless the cap is reached, in which
         case the run's unfinished step is marked failed and ``None`` tells submitit not to requeue."""
+        if getattr(self, "_checkpointing", False):  # a second signal while the first is handled: requeue, counted once
+            return super().checkpoint(*args, **kwargs)
+        self._checkpointing = True
         self._stop_worker()
         run_dir = Path(self.run_dir)
         count = requeue_count(run_dir)
