@@ -15,9 +15,10 @@ limit, requeueing a :class:`submitit.helpers.Checkpointable`); what it does not 
   without network, since compute nodes often have none (the cache is assumed shared with the nodes); the jobs then
   run with ``HF_HUB_OFFLINE=1``.  Resolving a built-in model here also builds it in the cache once, before the jobs
   start (and :func:`reprtools.models._materialise` holds a file lock, so concurrent jobs never convert twice);
-* **waiting**: :meth:`SlurmExecutor.submit` waits until every task has ended (result file written, or gone from
-  ``squeue`` without one: killed or cancelled), calling ``after_run`` as each ends, so ``results.csv`` grows as the
-  study runs.  Ctrl-C stops the waiting, not the jobs.
+* **waiting**: :meth:`SlurmExecutor.submit` waits until every task has ended (submitit's result file written, or
+  gone from ``squeue`` without one: killed or cancelled; ``sacct`` is not asked, as accounting is often off),
+  calling ``after_run`` as each ends, so ``results.csv`` grows as the study runs.  Ctrl-C stops the waiting, not
+  the jobs.
 
 Per-run resources come from the study file's ``[resources]`` (gpus, cpus, mem, time, partition).
 """
@@ -346,8 +347,9 @@ class SlurmExecutor:
                 submitted = [executor.submit(RunTask(run.dir, retry_failed, cap)) for run in chunk]
             jobs += list(zip(submitted, chunk))
         arrays = sorted({str(job.job_id).split("_")[0] for job, _ in jobs}, key=int)
-        self.echo(f"slurm: {len(runs)} runs submitted as job{'s' if len(arrays) > 1 else ''} "
-                  f"{', '.join(arrays)} (at most {parallelism} tasks of an array at once, {cap} requeues each); "
+        self.echo(f"slurm: {len(runs)} run{'s' if len(runs) > 1 else ''} submitted as job"
+                  f"{'s' if len(arrays) > 1 else ''} {', '.join(arrays)} (at most {parallelism} tasks of an array at "
+                  f"once, {cap} requeues each); "
                   f"waiting for them (Ctrl-C stops waiting, not the jobs; logs in {Path(plan.dir) / 'slurm'})")
         return self._wait(jobs, after_run)
 
@@ -360,7 +362,7 @@ class SlurmExecutor:
                 live = _live_job_ids([job.job_id for job, _ in pending])
                 still = []
                 for job, run in pending:
-                    if not job.done():
+                    if not job.paths.result_pickle.exists():  # not job.done(): it asks sacct, often off
                         gone = live is not None and str(job.job_id) not in live
                         missing[job.job_id] = missing.get(job.job_id, 0) + 1 if gone else 0
                         if missing[job.job_id] < _LOST_POLLS:
