@@ -50,8 +50,9 @@ def _status(plan) -> None:
 
 @click.command()
 @click.argument("study_file")
-@click.option("--executor", default="local", show_default=True, metavar="local",
-              help="local: each run in its own subprocess, one after another (slurm comes later).")
+@click.option("--executor", default="local", show_default=True, metavar="local|slurm",
+              help="local: each run in its own subprocess, one after another; slurm: job arrays through submitit "
+                   "([resources] of the study file), waiting for every job.")
 @click.option("--dry-run", is_flag=True, help="Print the plan (runs, their state, compute) and run nothing.")
 @click.option("--collect", "collect_only", is_flag=True, help="Only rebuild STUDY_DIR/results.csv from the runs.")
 @click.option("--status", "status_only", is_flag=True, help="Only show done / failed / running / pending per cell.")
