@@ -24,10 +24,12 @@ def _dry_run(plan) -> None:
         what = f"{run.model} {run.task} {run.method} {'+'.join(run.targets)} {run.ratio:g} {run.seed}"
         click.echo(f"  {run.key}  {what:<44} {row['train']:<6} {row['eval']:<5} {row['base']:<5} {row['probe']:<7} "
                    f"{_flops(flops[run.key])}")
-    todo = [k for k, v in flops.items() if any(r["run_key"] == k and cell_state(r) != "done" for r in rows)]
+    # training compute counts only the runs still to train (a trained run with an eval or probe to do needs none)
+    todo = [k for k in flops if any(r["run_key"] == k and r["train"] != "done" for r in rows)]
     known = [flops[k] for k in todo if flops[k] is not None]
     compute = (f"training compute to run about {sum(known):.2e} FLOPs (6 x parameters x tokens, padding "
-               f"included: an upper bound)" if known else "training compute unknown")
+               f"included: an upper bound)" if known else
+               "nothing left to train" if not todo else "training compute unknown")
     missing = [m for m in plan.spec.models if any(flops[r.key] is None for r in plan.runs if r.model == m)]
     click.echo(f"reprtools: {len(rows) - done} cells to run, {done} done; {compute}"
                + (f"; no parameter count for {', '.join(missing)} (its config is not available offline)"

@@ -170,6 +170,7 @@ def test_dry_run_prints_the_plan(finished, capsys):
     main_ok(["study", str(finished), "--dry-run"])
     out = capsys.readouterr().out
     assert "2 cells from 2 training runs" in out and "0 cells to run, 2 done" in out
+    assert "nothing left to train" in out  # trained runs add no training compute
 
 
 def _in_process_plan(root, **edits):
