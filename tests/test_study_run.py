@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 
 from reprtools import results
-from reprtools.data.xnli import LABELS
 from reprtools.representations import is_cached, load_representations, save_representations
 from reprtools.study.plan import make_plan, write_jobs
 from reprtools.study.spec import read_spec
@@ -19,54 +18,15 @@ from reprtools.study.steps import (
     run_status,
 )
 from reprtools_cli.main import main
+from study_files import TINY_SPEC, write_study
 
-ROWS = 20  # 4 held out per language (holdout 0.2)
 
-SPEC = """
-[study]
-name = "tiny"
-output_dir = "out"
-models = ["tiny-llama"]
-methods = ["lora"]
-ratios = [0, 0.5]
-seeds = [0]
-num_examples = 8
-
-[[tasks]]
-name = "xnli"
-data = "xnli:xnli"
-langs = ["sw"]
-
-[train]
-max_steps = 2
-batch_size = 4
-max_length = 160
-
-[eval]
-langs = ["target", "en"]
-limit = 4
-bootstrap = 0
-
-[probe]
-data = "demo"
-langs = ["en", "target"]
-max_sentences = 5
-keep_representations = "float16"
-
-[stats]
-margin = 0.03
-"""
+SPEC = TINY_SPEC + 'keep_representations = "float16"\n\n[stats]\nmargin = 0.03\n'
 
 
 def _study(root, text=SPEC):
     """A study folder with very short XNLI items in en and sw."""
-    root.mkdir(parents=True, exist_ok=True)
-    (root / "xnli").mkdir(exist_ok=True)
-    for lang, (p, h) in {"en": ("A {}.", "B {}."), "sw": ("Paka {}.", "Mbwa {}.")}.items():
-        rows = "".join(f"{p.format(i)}\t{h.format(i)}\t{LABELS[i % 3]}\n" for i in range(ROWS))
-        (root / "xnli" / f"dev-{lang}.tsv").write_text(rows, encoding="utf-8")
-    (root / "tiny.toml").write_text(text, encoding="utf-8")
-    return root / "tiny.toml"
+    return write_study(root, text)
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -13,7 +13,6 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from reprtools.data.xnli import LABELS
 from reprtools.errors import ReprtoolsError
 from reprtools.study import run_study
 from reprtools.study.plan import make_plan, write_jobs
@@ -23,40 +22,11 @@ from reprtools.study.slurm import (
 )
 from reprtools.study.spec import read_spec
 from reprtools.study.steps import DONE, FAILED, read_manifest, run_status
+from study_files import TINY_SPEC, write_study
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "slurm_local.sh"
-ROWS = 20
 
-SPEC = """
-[study]
-name = "tiny-slurm"
-output_dir = "out"
-models = ["tiny-llama"]
-methods = ["lora"]
-ratios = [0, 0.5]
-seeds = [0]
-num_examples = 8
-
-[[tasks]]
-name = "xnli"
-data = "xnli:xnli"
-langs = ["sw"]
-
-[train]
-max_steps = 2
-batch_size = 4
-max_length = 160
-
-[eval]
-langs = ["target", "en"]
-limit = 4
-bootstrap = 0
-
-[probe]
-data = "demo"
-langs = ["en", "target"]
-max_sentences = 5
-
+SPEC = TINY_SPEC.replace('name = "tiny"', 'name = "tiny-slurm"') + """
 [resources]
 gpus = 0
 cpus = 1
@@ -67,13 +37,7 @@ time = "00:10:00"
 
 def _study(root: Path, text: str = SPEC) -> Path:
     """A study folder with very short XNLI items in en and sw."""
-    root.mkdir(parents=True, exist_ok=True)
-    (root / "xnli").mkdir(exist_ok=True)
-    for lang, (p, h) in {"en": ("A {}.", "B {}."), "sw": ("Paka {}.", "Mbwa {}.")}.items():
-        rows = "".join(f"{p.format(i)}\t{h.format(i)}\t{LABELS[i % 3]}\n" for i in range(ROWS))
-        (root / "xnli" / f"dev-{lang}.tsv").write_text(rows, encoding="utf-8")
-    (root / "tiny.toml").write_text(text, encoding="utf-8")
-    return root / "tiny.toml"
+    return write_study(root, text)
 
 
 @pytest.fixture(scope="module", autouse=True)
