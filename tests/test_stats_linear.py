@@ -54,3 +54,15 @@ def test_single_ratio_and_language_drop_their_terms():
     one = data[(data["ratio"] == "0.5") & (data["lang"] == "hi")]
     assert linear.formula(one) == 'value ~ C(method, Treatment("lora"))'
     assert linear.formula(data) == 'value ~ C(method, Treatment("lora")) * C(ratio) + C(lang)'
+
+
+def test_a_saturated_model_is_left_out_not_a_crash():
+    """One seed per cell (the CPU demo study): as many coefficients as observations, no residual degrees of freedom
+    -- statsmodels' cluster correction would divide by zero; the family is left out instead."""
+    import pandas as pd
+
+    from reprtools.stats.linear import fit
+
+    data = pd.DataFrame({"value": [0.40, 0.35, 0.45, 0.30], "method": ["lora", "lora", "dora", "dora"],
+                         "ratio": ["0", "0.5", "0", "0.5"], "lang": ["sw"] * 4, "run": ["a", "b", "c", "d"]})
+    assert fit(data) is None

@@ -44,17 +44,23 @@ def tost_paired(d, margin: float = 0.02, alpha: float = 0.05) -> dict:
     """Paired TOST of mean(d) within (-margin, margin): ``p`` (the larger one-sided p), the (1 - 2 alpha)
     interval ``ci_low``, ``ci_high`` of the mean difference, ``smallest_margin`` (the smallest margin this
     sample establishes: max(|ci_low|, |ci_high|), since TOST rejects iff the interval is inside the margin)
-    and ``equivalent``.  Fewer than two differences cannot be tested (NaN, not equivalent).  Differences that
-    are all equal (no spread: e.g. every method gives the same answers on a small item set) get statsmodels'
-    limit: the interval is the point, equivalent when it lies inside the margin."""
+    and ``equivalent``.  Fewer than two differences cannot be tested (NaN, not equivalent).  Neither can
+    differences that are all equal: with no spread the t statistic's standard error is 0, and "equivalent" would
+    rest on nothing but the sample's accident -- typically every run gives the same constant answers on a small
+    item set (the CPU demo study: every adapter answers one label).  They are reported as not established, with
+    ``note`` saying why, so the verdict is *inconclusive* unless the paired test finds a difference."""
     from statsmodels.stats.weightstats import DescrStatsW, ttost_paired
 
     d = np.asarray(d, dtype=float)
     d = d[~np.isnan(d)]
     nan = math.nan
     out = {"n": len(d), "mean_diff": float(d.mean()) if len(d) else nan, "sd_diff": nan, "p_tost": nan,
-           "ci_low": nan, "ci_high": nan, "smallest_margin": nan, "equivalent": False}
+           "ci_low": nan, "ci_high": nan, "smallest_margin": nan, "equivalent": False, "note": ""}
     if len(d) < 2:
+        out["note"] = "fewer than two paired differences"
+        return out
+    if np.ptp(d) == 0:
+        out.update(sd_diff=0.0, note=f"no spread: every paired difference is {d[0]:g}; TOST needs variation")
         return out
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore")

@@ -35,13 +35,18 @@ def formula(data: "pd.DataFrame", reference: str = REFERENCE) -> str:
 
 
 def fit(data: "pd.DataFrame", reference: str = REFERENCE):
-    """The fitted statsmodels results of :func:`formula` on ``data``, SEs clustered by ``run``."""
+    """The fitted statsmodels results of :func:`formula` on ``data``, SEs clustered by ``run``; ``None`` when the
+    model is saturated (no residual degrees of freedom: as many coefficients as observations, e.g. one seed per
+    cell) or there are fewer than two runs to cluster by -- statsmodels' cluster correction divides by zero there."""
     import statsmodels.formula.api as smf
 
     groups = data["run"].astype("category").cat.codes.to_numpy()
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore")
-        return smf.ols(formula(data, reference), data=data).fit(cov_type="cluster", cov_kwds={"groups": groups})
+        model = smf.ols(formula(data, reference), data=data)
+        if model.df_resid < 1 or len(set(groups)) < 2:
+            return None
+        return model.fit(cov_type="cluster", cov_kwds={"groups": groups})
 
 
 def _term_label(term: str, reference: str) -> str:
@@ -61,7 +66,7 @@ def linear_table(scores: "pd.DataFrame", alpha: float = 0.05, reference: str = R
             continue
         data["ratio"] = data["ratio"].map(lambda r: f"{r:g}")
         res = fit(data, reference)
-        if res.df_resid < 1:
+        if res is None or res.df_resid < 1:
             continue
         ci = res.conf_int(alpha)
         for term in res.params.index:
