@@ -126,6 +126,12 @@ def _prepare(
                 )
     if n < min_rows:
         raise ReprtoolsError(f"{names[0]} has {n} row(s); this measure needs at least {min_rows} sentences")
+    return _on_one_device(tensors, dtype)
+
+
+def _on_one_device(tensors: dict[str, torch.Tensor], dtype: Any = None) -> list[torch.Tensor]:
+    """``tensors`` moved to one device and the computation dtype (:func:`_pick_device`, :func:`_resolve_dtype`),
+    each checked finite, in order."""
     device = _pick_device(list(tensors.values()))
     cdtype = _resolve_dtype(dtype, device, list(tensors.values()))
     out = []

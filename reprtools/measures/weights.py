@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from reprtools.errors import ReprtoolsError
-from reprtools.measures.cka import _check_finite, _pick_device, _resolve_dtype, _to_tensor
+from reprtools.measures.cka import _on_one_device, _to_tensor
 
 __all__ = [
     "INTRUDER_THRESHOLD",
@@ -55,14 +55,7 @@ def _tensors(named: dict[str, Any], dtype: Any = None, ndim: int = 2) -> list[to
     for name, t in ts.items():
         if t.ndim != ndim:
             raise ReprtoolsError(f"{name} must be a {ndim}-D array, got shape {tuple(t.shape)}")
-    device = _pick_device(list(ts.values()))
-    dt = _resolve_dtype(dtype, device, list(ts.values()))
-    out = []
-    for name, t in ts.items():
-        t = t.to(device=device, dtype=dt)
-        _check_finite(t, name)
-        out.append(t)
-    return out
+    return _on_one_device(ts, dtype)
 
 
 def factored_svd(B: Any, A: Any, *, dtype: Any = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
