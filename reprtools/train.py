@@ -356,7 +356,7 @@ def make_trainer(opts: TrainOptions, args, data: PreparedData, build: PeftBuild)
     quiet.  PiSSA's adapter as initialised is saved for the conversion at the end."""
     from transformers import DataCollatorForSeq2Seq, PrinterCallback
 
-    from reprtools.trainer import AdaLoraAllocator, ReprTrainer
+    from reprtools.trainer import AdaLoraAllocator, CheckpointOnSignal, ReprTrainer
 
     # every process has checked the run directory (prepare_data) before the main one changes it, and the others
     # look for a checkpoint to resume only once it has
@@ -368,7 +368,7 @@ def make_trainer(opts: TrainOptions, args, data: PreparedData, build: PeftBuild)
         args=args,
         train_dataset=data.features,
         data_collator=DataCollatorForSeq2Seq(data.tokenizer, padding=True, label_pad_token_id=-100),
-        callbacks=[AdaLoraAllocator(build.model)] if adalora else [],
+        callbacks=([AdaLoraAllocator(build.model)] if adalora else []) + [CheckpointOnSignal()],
         orth_reg_weight=build.model.peft_config["default"].orth_reg_weight if adalora else 0.0,
     )
     if not opts.progress:
