@@ -18,8 +18,9 @@ def run_name(method, lang, ratio, seed):
 
 def study_frame(seed=0, shifts=None, noise=0.01, seeds=(0, 1, 2), planted_layer=None, methods=METHODS):
     """Rows of a study: ``shifts`` maps method -> added score (default 0 for all); ``noise`` is the SD of each
-    run's own deviation (shared by its transfer and retention rows); with ``planted_layer`` the probe shift of
-    that layer tracks the run's transfer gain over the base and the other layers are noise."""
+    run's own deviation of its transfer and of its retention score (a number, or a dict method -> SD); with
+    ``planted_layer`` the probe shift of that layer tracks the run's transfer gain over the base and the other
+    layers are noise."""
     rng = np.random.default_rng(seed)
     shifts = shifts or {}
     base = {"hi": 0.40, "sw": 0.35, "en": 0.60}
@@ -33,7 +34,8 @@ def study_frame(seed=0, shifts=None, noise=0.01, seeds=(0, 1, 2), planted_layer=
                 for s in seeds:
                     name = run_name(method, lang, ratio, s)
                     if name not in runs:
-                        runs[name] = (rng.normal(0, noise), rng.normal(0, noise))
+                        sd = noise[method] if isinstance(noise, dict) else noise
+                        runs[name] = (rng.normal(0, sd), rng.normal(0, sd))
                     dev_t, dev_r = runs[name]
                     gain = 0.05 + 0.1 * ratio + shifts.get(method, 0.0) + dev_t
                     settings = {"checkpoint": name, "method": method, "model": "tiny", "target_lang": lang,

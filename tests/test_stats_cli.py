@@ -35,7 +35,7 @@ def test_writes_every_table_and_the_notes(study):
 
 def test_figures_written_and_not_empty(study):
     path, _ = study
-    for kind in ("forest", "ratio", "layers"):
+    for kind in ("forest", "ratio", "balance", "layers"):
         for fmt in ("png", "svg"):
             files = list((path / "stats").glob(f"{kind}_*.{fmt}"))
             assert len(files) == 1 and files[0].stat().st_size > 2000, (kind, fmt)
@@ -69,6 +69,18 @@ def test_half_finished_study_says_what_is_missing(tmp_path):
     assert "representation <-> behaviour skipped" in out.output
     eq = pd.read_csv(tmp_path / "stats" / "equivalence.csv")
     assert set(eq.query("role == 'transfer'")["method"]) == {"dora", "vera", "adalora"}
+
+
+def test_study_without_base_scores_says_so_and_draws_the_rest(tmp_path):
+    df = study_frame(seed=15)
+    results.write_results(df[df["checkpoint"] != "base"], tmp_path / "results.csv")
+    out = CliRunner().invoke(cli, ["stats", str(tmp_path), "--formats", "png"])
+    assert out.exit_code == 0, out.output
+    assert "missing: no base-model scores" in out.output and "no transfer-vs-retention figure" in out.output
+    assert not list((tmp_path / "stats").glob("balance_*")) and not list((tmp_path / "stats").glob("layers_*"))
+    for kind in ("ratio", "forest"):
+        assert len(list((tmp_path / "stats").glob(f"{kind}_*.png"))) == 1, kind
+    assert "no base-model scores" in (tmp_path / "stats" / "notes.md").read_text()
 
 
 @pytest.mark.parametrize("args, message", [

@@ -58,10 +58,13 @@ def _check(margin: float, alpha: float, formats) -> None:
         raise ReprtoolsError(f"--alpha {alpha} must lie between 0 and 0.5 (e.g. 0.05)")
 
 
-def _missing(scores, friedman, behaviour) -> list[str]:
+def _missing(scores, friedman, behaviour, base) -> list[str]:
     from reprtools.stats.scores import FAMILY, REFERENCE, families, method_order
 
     out = []
+    if base.empty:
+        out.append("no base-model scores (checkpoint 'base'): no score changes, so no transfer-vs-retention "
+                   "figure and no representation <-> behaviour (enable the study's base step)")
     study_methods = set(scores["method"])  # results.csv knows only the methods some run has finished
     for fam, sub in families(scores):
         name = "/".join(str(fam[c]) for c in FAMILY)
@@ -145,7 +148,8 @@ def run_stats(study_dir: str | os.PathLike, margin: float = 0.02, alpha: float =
     tables["power"] = power.power_table(tables["cells"], tables["friedman"], tables["equivalence"], alpha)
     tables["behaviour"] = behaviour.behaviour_table(df, n_boot, alpha)
     out = study / STATS_DIR
-    result = StatsResult(out_dir=out, missing=_missing(sc, tables["friedman"], tables["behaviour"]),
+    base = scores.base_scores(df, sc["model"].unique())
+    result = StatsResult(out_dir=out, missing=_missing(sc, tables["friedman"], tables["behaviour"], base),
                          flags=_power_flags(tables["power"]))
     for name, table in tables.items():
         result.paths += write_table(table, out, name, TABLES[name])
@@ -156,7 +160,8 @@ def run_stats(study_dir: str | os.PathLike, margin: float = 0.02, alpha: float =
     if figures:
         from reprtools.stats.figures import write_figures
 
-        result.paths += write_figures(sc, tables["equivalence"], tables["behaviour"], out, margin, formats)
+        result.paths += write_figures(sc, tables["equivalence"], tables["behaviour"], out, margin, formats,
+                                      base=base)
     if len(tables["equivalence"]):
         result.verdicts = tables["equivalence"]["verdict"].value_counts().to_dict()
     return result

@@ -97,3 +97,28 @@ def base_scores(df: "pd.DataFrame", models) -> "pd.DataFrame":
     base = base.rename(columns={"lang": "eval_lang"})
     keys = ["model", "task", "format", "metric", "eval_lang"]
     return base.groupby(keys, as_index=False)["value"].mean().rename(columns={"value": "base_value"})
+
+
+def cell_changes(scores: "pd.DataFrame", base: "pd.DataFrame") -> "pd.DataFrame":
+    """The study's balancing question per cell (model, task, format, metric, method, target language ``lang``,
+    ratio): each run's change from the base model in its target language (``transfer``: score - base score of
+    that language) and in English (``retention``), then over the cell's seeds the mean (``transfer``,
+    ``retention``), the sample SD (``transfer_sd``, ``retention_sd``; NaN for one seed) and ``n_seeds`` (runs
+    with both scores).  Empty where there are no base scores to subtract."""
+    import pandas as pd
+
+    keys = ["model", "task", "format", "metric"]
+    cell = keys + ["method", "lang", "ratio"]
+    out_cols = cell + ["transfer", "transfer_sd", "retention", "retention_sd", "n_seeds"]
+    ch = scores.merge(base, on=keys + ["eval_lang"], how="inner")
+    if ch.empty:
+        return pd.DataFrame(columns=out_cols)
+    ch["change"] = ch["value"] - ch["base_value"]
+    wide = ch.pivot_table(index=cell + ["seed"], columns="role", values="change", aggfunc="first")
+    wide = wide.reindex(columns=list(ROLES)).dropna().reset_index()
+    if wide.empty:
+        return pd.DataFrame(columns=out_cols)
+    agg = wide.groupby(cell, sort=True).agg(transfer=("transfer", "mean"), transfer_sd=("transfer", "std"),
+                                            retention=("retention", "mean"), retention_sd=("retention", "std"),
+                                            n_seeds=("seed", "size"))
+    return agg.reset_index()[out_cols]
