@@ -12,7 +12,12 @@ first worker of a run of that model and task whose training is done scores it un
 own evals pass ``base=False``); see :func:`do_base`.
 
 A step that is done is skipped; a failed one is skipped unless retried (``retry_failed``); a step whose training is
-not done waits.  Training resumes from the last Trainer checkpoint when a killed run left one (``resume=True``), and
+not done waits.  With ``nproc`` > 1 (a run given several GPUs) training runs data-parallel under ``torchrun`` (one
+process per GPU, :func:`train_under_torchrun`); eval and probe stay in one process.  A training stopped by SIGTERM
+or SIGUSR1 (a Slurm time limit, pre-emption) writes a Trainer checkpoint first
+(:class:`reprtools.trainer.CheckpointOnSignal`) and raises :class:`~reprtools.trainer.TrainingStopped`, which no
+step records as failed: its manifest stays ``running`` (``interrupted`` once the worker is gone) and the next
+attempt resumes.  Training resumes from the last Trainer checkpoint when a killed run left one (``resume=True``), and
 once it is done its Trainer checkpoints (and PiSSA's initial adapter) are deleted: the adapter, ``run.json`` and the
 manifests are what a finished run keeps.  The probe's representations are dropped after its metrics are written unless
 ``keep_representations`` (``True``: kept as captured, float32; ``"float16"``: converted to half precision, half the
@@ -22,7 +27,12 @@ disk).
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
+import subprocess
+import sys
+import threading
 import time
 import traceback
 from contextlib import contextmanager
@@ -168,12 +178,21 @@ def train_dir(run_dir: Path) -> Path:
     return run_dir / TRAIN
 
 
-def do_train(run_dir: Path, job: dict, progress: bool = False) -> dict:
+def train_options(run_dir: Path, job: dict, resume: bool, overwrite: bool, progress: bool = False):
+    """The run's :class:`~reprtools.train.TrainOptions`, writing into ``train/``."""
+    from reprtools.train import TrainOptions
+
+    return TrainOptions(output_dir=str(train_dir(run_dir)), resume=resume, overwrite=overwrite, progress=progress,
+                        **job["train"])
+
+
+def do_train(run_dir: Path, job: dict, progress: bool = False, nproc: int = 1) -> dict:
     """Train the run's adapter into ``train/``: a fresh run, a resumed one (a killed run left a Trainer
     checkpoint) or, when a failed attempt left files but no checkpoint, a fresh one over them.  A directory
-    that already holds ``run.json`` is a finished run (killed before its manifest was written)."""
+    that already holds ``run.json`` is a finished run (killed before its manifest was written).  ``nproc`` > 1:
+    data-parallel under torchrun (:func:`train_under_torchrun`)."""
     from reprtools.run_manifest import CHECKPOINT_DIR, PISSA_INIT_DIR
-    from reprtools.train import TrainOptions, run_state, train
+    from reprtools.train import run_state, train
 
     out = train_dir(run_dir)
     state = run_state(out)
@@ -181,11 +200,65 @@ def do_train(run_dir: Path, job: dict, progress: bool = False) -> dict:
     if state != "finished":
         checkpoints = out / CHECKPOINT_DIR
         resumed = checkpoints.is_dir() and any(checkpoints.glob("checkpoint-*"))
-        train(TrainOptions(output_dir=str(out), resume=resumed, overwrite=state == "partial" and not resumed,
-                           progress=progress, **job["train"]))
+        overwrite = state == "partial" and not resumed
+        if nproc > 1:
+            train_under_torchrun(run_dir, nproc, resumed, overwrite, progress)
+        else:
+            train(train_options(run_dir, job, resumed, overwrite, progress))
     for name in (CHECKPOINT_DIR, PISSA_INIT_DIR):  # a finished run keeps its adapter, not what made it
         shutil.rmtree(out / name, ignore_errors=True)
-    return {"resumed": resumed, "output": TRAIN}
+    return {"resumed": resumed, "output": TRAIN, "processes": max(1, nproc)}
+
+
+#: seconds torchrun gives its processes to checkpoint and exit after a signal before it kills them; below the
+#: Slurm task's own wait for the worker (:data:`reprtools.study.slurm.STOP_GRACE_S`)
+TORCHRUN_GRACE_S = 100
+
+
+def torchrun_command(run_dir: Path, nproc: int, resume: bool, overwrite: bool, progress: bool = False) -> list[str]:
+    """``python -m torch.distributed.run --standalone --nproc_per_node N -m reprtools.study.worker RUN_DIR
+    --train-only ...``: every process trains the run's options (``train`` sets up the process group itself)."""
+    flags = [f for f, on in (("--resume", resume), ("--overwrite", overwrite), ("--progress", progress)) if on]
+    return [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(nproc),
+            "-m", "reprtools.study.worker", str(run_dir), "--train-only", *flags]
+
+
+def train_under_torchrun(run_dir: Path, nproc: int, resume: bool, overwrite: bool, progress: bool = False) -> None:
+    """Train the run in ``nproc`` processes through torchrun (its output goes where this process's does: the
+    worker's log).  SIGTERM or SIGUSR1 to this process is passed on to torchrun, which passes SIGTERM to every
+    process and waits :data:`TORCHRUN_GRACE_S` for their checkpoint; then this raises
+    :class:`~reprtools.trainer.TrainingStopped` as a one-process training would."""
+    from reprtools.run_manifest import CHECKPOINT_DIR
+    from reprtools.trainer import STOP_SIGNALS, TrainingStopped
+
+    env = {**os.environ, "TORCH_ELASTIC_SHUTDOWN_TIMEOUT": str(TORCHRUN_GRACE_S)}
+    proc = subprocess.Popen(torchrun_command(run_dir, nproc, resume, overwrite, progress), env=env)
+    received: list[int] = []
+
+    def forward(signum, frame):
+        received.append(signum)
+        try:
+            os.kill(proc.pid, signal.SIGTERM)  # torchrun stops its processes on SIGTERM, not on SIGUSR1
+        except ProcessLookupError:
+            pass
+
+    main = threading.current_thread() is threading.main_thread()
+    previous = {sig: signal.signal(sig, forward) for sig in STOP_SIGNALS} if main else {}
+    try:
+        code = proc.wait()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if code == 0:
+        return
+    if received:
+        checkpoints = sorted(train_dir(run_dir).joinpath(CHECKPOINT_DIR).glob("checkpoint-*"),
+                             key=lambda p: int(p.name.split("-")[-1]) if p.name.split("-")[-1].isdigit() else -1)
+        last = checkpoints[-1] if checkpoints else None
+        raise TrainingStopped(int(last.name.split("-")[-1]) if last else 0, str(last) if last else None,
+                              signal.Signals(received[0]).name)
+    raise ReprtoolsError(f"training under torchrun ({nproc} processes) exited with status {code}; its output is "
+                         f"in {run_dir.name}/worker.log")
 
 
 def do_eval(run_dir: Path, job: dict, progress: bool = False) -> dict:
@@ -273,18 +346,19 @@ def halve_representations(rep_dir: Path) -> int:
 ACTIONS = {TRAIN: do_train, EVAL: do_eval, BASE: do_base, PROBE: do_probe}
 
 
-def run_job(run_dir: Path, retry_failed: bool = False, progress: bool = False) -> dict[str, str]:
-    """Run what is left of the run in ``run_dir`` (see the module docstring); returns each step's status."""
+def run_job(run_dir: Path, retry_failed: bool = False, progress: bool = False, nproc: int = 1) -> dict[str, str]:
+    """Run what is left of the run in ``run_dir`` (see the module docstring), training in ``nproc`` processes;
+    returns each step's status."""
     from reprtools.study.plan import JOB_FILE
 
     job = json.loads((run_dir / JOB_FILE).read_text(encoding="utf-8"))
     with run_lock(run_dir) as held:
         if held:
-            _run_steps(run_dir, job, retry_failed, progress)
+            _run_steps(run_dir, job, retry_failed, progress, nproc)
     return run_status(run_dir, job)
 
 
-def _run_steps(run_dir: Path, job: dict, retry_failed: bool, progress: bool) -> None:
+def _run_steps(run_dir: Path, job: dict, retry_failed: bool, progress: bool, nproc: int = 1) -> None:
     for step in (TRAIN, EVAL, BASE, PROBE):
         if job.get(step) is None and step != TRAIN:
             continue
@@ -295,13 +369,17 @@ def _run_steps(run_dir: Path, job: dict, retry_failed: bool, progress: bool) -> 
                 if held:
                     _run_one(run_dir, job, BASE, retry_failed, progress)
         else:
-            _run_one(run_dir, job, step, retry_failed, progress)
+            _run_one(run_dir, job, step, retry_failed, progress, nproc)
 
 
-def _run_one(run_dir: Path, job: dict, step: str, retry_failed: bool, progress: bool) -> None:
+def _run_one(run_dir: Path, job: dict, step: str, retry_failed: bool, progress: bool, nproc: int = 1) -> None:
     key = job["key"] if step == TRAIN else job[step]["key"]
     where = run_dir if step == TRAIN else _step_dir(run_dir, job, step)
     status = step_status(where, step, key)
     if status == DONE or (status == FAILED and not retry_failed):
         return
-    run_step(where, step, key, lambda a=ACTIONS[step]: a(run_dir, job, progress))
+    if step == TRAIN:
+        action = lambda: do_train(run_dir, job, progress, nproc)  # noqa: E731
+    else:
+        action = lambda a=ACTIONS[step]: a(run_dir, job, progress)  # noqa: E731
+    run_step(where, step, key, action)
