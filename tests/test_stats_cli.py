@@ -62,8 +62,10 @@ def test_half_finished_study_says_what_is_missing(tmp_path):
     df = df[~((df["method"] == "pissa") & (df["role"] == "transfer")) & (df["comparison"] != results.SHIFT)]
     df = df[~df["checkpoint"].eq("vera-sw-r0.5-s2")]
     results.write_results(df, tmp_path / "results.csv")
-    out = CliRunner().invoke(cli, ["stats", str(tmp_path), "--no-figures"])
+    out = CliRunner().invoke(cli, ["stats", str(tmp_path), "--formats", "png"])
     assert out.exit_code == 0, out.output
+    for kind in ("ratio", "balance", "forest"):  # the figures draw what is there
+        assert len(list((tmp_path / "stats").glob(f"{kind}_*.png"))) == 1, kind
     assert "transfer: no scores yet for pissa" in out.output and "retention: no scores yet" not in out.output
     assert "block(s) lack some method's run" in out.output
     assert "representation <-> behaviour skipped" in out.output

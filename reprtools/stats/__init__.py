@@ -6,5 +6,6 @@ One module per concern: :mod:`.scores` turns a study's ``results.csv`` into cell
 LoRA with Holm's correction and effect sizes), :mod:`.equivalence` the paired TOST and the verdicts,
 :mod:`.linear` the clustered linear model, :mod:`.power` the smallest reachable p-values and minimum detectable
 effects, :mod:`.behaviour` the layer-wise link between representation shift and score change, :mod:`.tables`
-the CSV and booktabs writing, and :mod:`.run` the whole analysis of a study directory.
+the CSV and booktabs writing, :mod:`.figures` the figures (score vs ratio, transfer vs retention per cell, the
+forest plot of the verdicts, the layer profile), and :mod:`.run` the whole analysis of a study directory.
 """
