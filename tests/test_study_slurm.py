@@ -9,6 +9,7 @@ import subprocess
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pandas as pd
 import pytest
@@ -17,8 +18,8 @@ from reprtools.errors import ReprtoolsError
 from reprtools.study import run_study
 from reprtools.study.plan import make_plan, write_jobs
 from reprtools.study.slurm import (
-    REQUEUE_FILE, RunTask, SlurmExecutor, array_chunks, check_offline, parse_max_array_size, requeue_count,
-    set_requeue_count, time_minutes,
+    REQUEUE_FILE, STOP_GRACE_S, RunTask, SlurmExecutor, array_chunks, check_offline, parse_max_array_size,
+    requeue_count, set_requeue_count, signal_delay_s, slurm_parameters, time_minutes,
 )
 from reprtools.study.spec import read_spec
 from reprtools.study.steps import DONE, FAILED, read_manifest, run_status
@@ -77,31 +78,52 @@ def test_the_requeued_callable_carries_no_process(tmp_path):
 
 
 _SIGNALLED = """
-import os, signal, sys, threading
+import json, os, signal, sys, threading, time
 import reprtools.study.executors as executors
-executors.worker_command = lambda run_dir, retry_failed=False: ["sleep", "120"]  # a worker that never ends
+executors.worker_command = lambda run_dir, retry_failed=False, nproc=1: json.loads(sys.argv[2])  # a fake worker
 from reprtools.study.slurm import RunTask
 task = RunTask(sys.argv[1], max_requeues=3)
 def handler(signum, frame):  # what submitit's handler does first: call checkpoint()
     print("requeue" if task.checkpoint() is not None else "no requeue", task._proc.pid, flush=True)
     os._exit(0)
 signal.signal(signal.SIGUSR2, handler)
-threading.Timer(1.0, os.kill, (os.getpid(), signal.SIGUSR2)).start()  # Slurm's USR2 before the time limit
-task()
+threading.Timer(float(sys.argv[3]), os.kill, (os.getpid(), signal.SIGUSR2)).start()  # Slurm's USR2
+print("returned", task(), flush=True)
 """
+# a worker whose training takes 2 s to write its checkpoint after SIGTERM, then exits as a stopped training does
+_SAVING = ["bash", "-c", "trap 'sleep 2; touch \"$0\"; exit 75' TERM; while :; do sleep 0.1; done"]
+
+
+def _signalled(tmp_path, worker, usr2_after_s):
+    import sys
+
+    (tmp_path / "run").mkdir()
+    done = subprocess.run([sys.executable, "-c", _SIGNALLED, str(tmp_path / "run"), json.dumps(worker),
+                           str(usr2_after_s)], capture_output=True, text=True, timeout=60)
+    word, pid = done.stdout.strip().splitlines()[-1].rsplit(" ", 1)
+    return word, int(pid)
 
 
 def test_a_signal_during_the_run_stops_the_worker_and_requeues(tmp_path):
     """checkpoint() runs in a signal handler that interrupted Popen.wait: it must stop the worker (which
     ignores USR2) without waiting on Popen's lock, and requeue."""
-    import sys
-
-    (tmp_path / "run").mkdir()
-    done = subprocess.run([sys.executable, "-c", _SIGNALLED, str(tmp_path / "run")], capture_output=True, text=True,
-                          timeout=60)
-    word, pid = done.stdout.rsplit(" ", 1)
+    word, pid = _signalled(tmp_path, ["sleep", "120"], 1.0)  # a worker that never ends
     assert word == "requeue" and requeue_count(tmp_path / "run") == 1
-    assert not Path(f"/proc/{int(pid)}").exists()  # the worker is gone (reaped)
+    assert not Path(f"/proc/{pid}").exists()  # the worker is gone (reaped)
+
+
+def test_the_requeue_waits_for_the_workers_checkpoint(tmp_path):
+    """SIGTERM, then the worker's checkpoint, then the requeue: not a kill while it saves."""
+    saved = tmp_path / "saved"
+    word, pid = _signalled(tmp_path, [*_SAVING, str(saved)], 1.0)
+    assert word == "requeue" and saved.is_file() and requeue_count(tmp_path / "run") == 1
+
+
+def test_a_worker_stopped_by_the_jobs_own_sigterm_still_gets_requeued(tmp_path):
+    """A pre-emption sends SIGTERM to every process of the job, then submitit's USR2: the worker saves and exits
+    75 first, and the task waits for the USR2 that requeues it instead of ending as if done."""
+    word, _ = _signalled(tmp_path, ["bash", "-c", "sleep 1; exit 75"], 3.0)
+    assert word == "requeue" and requeue_count(tmp_path / "run") == 1
 
 
 def test_arrays_are_split_at_max_array_size():
@@ -119,6 +141,14 @@ def test_arrays_are_split_at_max_array_size():
                                            ("1-00:00:00", 1440), ("2-3", 51 * 60), ("00:00:01", 1)])
 def test_slurm_time_limits_in_minutes(text, minutes):
     assert time_minutes(text) == minutes
+
+
+def test_usr2_comes_early_enough_for_the_checkpoint_and_the_requeue():
+    """submitit's default (90 s before the limit) is less than the wait for the worker's checkpoint; the signal
+    comes STOP_GRACE_S + 60 s before it, or at half a short limit."""
+    assert signal_delay_s(240) == STOP_GRACE_S + 60 and signal_delay_s(2) == 60
+    params = slurm_parameters(SimpleNamespace(time="00:10:00", cpus=1, mem="2G", gpus=2, partition=""), 4)
+    assert params["signal_delay_s"] == STOP_GRACE_S + 60 and params["gpus_per_node"] == 2
 
 
 @pytest.mark.parametrize("text", ["", "ten", "1:2:3:4", "00:00:00", "-5"])

@@ -7,10 +7,13 @@ limit, requeueing a :class:`submitit.helpers.Checkpointable`); what it does not 
 
 * **arrays split at the cluster's ``MaxArraySize``** (``scontrol show config``; Slurm's default 1001): submitit
   submits one array of any length, which Slurm refuses past that size;
-* **a cap on requeues, counted in the run directory** (``RUN_DIR/slurm-requeues.json``): on a time-out or
-  pre-emption :meth:`RunTask.checkpoint` stops the worker and requeues the task, which resumes training from its
-  last Trainer checkpoint (the worker resumes a killed training); past ``max_requeues`` it marks the run's
-  unfinished step failed, with a one-line error, instead of looping (``--retry-failed`` runs it again);
+* **a checkpoint before the requeue, and a cap on requeues, counted in the run directory**
+  (``RUN_DIR/slurm-requeues.json``): on a time-out or pre-emption :meth:`RunTask.checkpoint` sends the worker
+  SIGTERM, on which its training writes a Trainer checkpoint at the end of the current step and exits
+  (:class:`reprtools.trainer.CheckpointOnSignal`; under torchrun every process does), waits for it (at most
+  :data:`STOP_GRACE_S`, then SIGKILL) and requeues the task, which resumes training from that checkpoint; Slurm's
+  signal comes :func:`signal_delay_s` before the time limit, enough for both.  Past ``max_requeues`` it marks the
+  run's unfinished step failed, with a one-line error, instead of looping (``--retry-failed`` runs it again);
 * **an offline check before submitting**: every model and data set the runs need must resolve on this machine
   without network, since compute nodes often have none (the cache is assumed shared with the nodes); the jobs then
   run with ``HF_HUB_OFFLINE=1``.  Resolving a built-in model here also builds it in the cache once, before the jobs
@@ -20,7 +23,8 @@ limit, requeueing a :class:`submitit.helpers.Checkpointable`); what it does not 
   calling ``after_run`` as each ends, so ``results.csv`` grows as the study runs.  Ctrl-C stops the waiting, not
   the jobs.
 
-Per-run resources come from the study file's ``[resources]`` (gpus, cpus, mem, time, partition).
+Per-run resources come from the study file's ``[resources]`` (gpus, cpus, mem, time, partition); a run of more than
+one GPU trains under torchrun inside its job, one process per GPU.
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ DEFAULT_PARALLELISM = 64  # array tasks of one array running at once
 DEFAULT_MAX_REQUEUES = 3
 REQUEUE_FILE = "slurm-requeues.json"
 OFFLINE_ENV = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+STOP_GRACE_S = 120  # how long checkpoint() waits for the worker to save and exit before SIGKILL
 _LOST_POLLS = 3  # polls a task may be missing from squeue without a result before it counts as ended
 
 
@@ -99,23 +104,25 @@ class RunTask(Checkpointable):
     to be requeued (training then resumes from its Trainer checkpoint), or, past ``max_requeues``, marks the run
     failed and returns ``None`` (no requeue)."""
 
-    def __init__(self, run_dir, retry_failed: bool = False, max_requeues: int = DEFAULT_MAX_REQUEUES):
+    def __init__(self, run_dir, retry_failed: bool = False, max_requeues: int = DEFAULT_MAX_REQUEUES,
+                 nproc: int = 1):
         self.run_dir = str(run_dir)
         self.retry_failed = retry_failed
         self.max_requeues = max_requeues
+        self.nproc = nproc  # training processes (torchrun when more than one: one per GPU of the job)
         self._proc = None
 
     def __getstate__(self):  # the worker process is not part of what is requeued
         return {k: v for k, v in self.__dict__.items() if k not in ("_proc", "_checkpointing")}
 
     def __setstate__(self, state):
-        self.__dict__.update(state, _proc=None)
+        self.__dict__.update({"nproc": 1, **state, "_proc": None})
 
     def __call__(self) -> int:
         from reprtools.study.executors import LOG_FILE, worker_command, worker_env
 
         run_dir = Path(self.run_dir)
-        cmd = worker_command(run_dir, self.retry_failed)
+        cmd = worker_command(run_dir, self.retry_failed, self.nproc)
         env = {**worker_env(), **OFFLINE_ENV}
         with open(run_dir / LOG_FILE, "a", encoding="utf-8") as log:
             log.write(f"--- {datetime.now(timezone.utc).isoformat(timespec='seconds')} slurm job "
@@ -124,10 +131,20 @@ class RunTask(Checkpointable):
             # the worker ignores submitit's USR2 (sent before the time limit): checkpoint() stops it instead
             self._proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env,
                                           preexec_fn=lambda: signal.signal(signal.SIGUSR2, signal.SIG_IGN))
-            return self._proc.wait()
+            code = self._proc.wait()
+        from reprtools.trainer import STOPPED_EXIT_CODE  # only now: it imports transformers (seconds)
 
-    def _stop_worker(self, grace_s: float = 30.0) -> None:
-        """SIGTERM the worker, SIGKILL it after ``grace_s``.  Reaped with ``os.waitpid``, not ``Popen.wait``:
+        if code == STOPPED_EXIT_CODE and not getattr(self, "_checkpointing", False):
+            # the worker was signalled directly (a pre-emption's SIGTERM reaches every process of the job) and has
+            # saved its checkpoint: give submitit's USR2, which follows, the time to requeue this task
+            deadline = time.monotonic() + STOP_GRACE_S
+            while time.monotonic() < deadline:
+                time.sleep(1.0)
+        return code
+
+    def _stop_worker(self, grace_s: float = STOP_GRACE_S) -> None:
+        """SIGTERM the worker (its training checkpoints and exits), SIGKILL it after ``grace_s``.  Reaped with
+        ``os.waitpid``, not ``Popen.wait``:
         this runs in submitit's signal handler, which interrupted ``Popen.wait`` in :meth:`__call__`, and that
         holds the lock ``Popen.wait`` would block on forever."""
         proc = self._proc
@@ -148,7 +165,7 @@ class RunTask(Checkpointable):
                 time.sleep(0.2)
 
     def checkpoint(self, *args, **kwargs):
-        """Stop the worker; requeue this task (counted in the run directory) unless the cap is reached, in which
+        """Stop the worker once its training has saved a checkpoint; requeue this task (counted in the run directory) unless the cap is reached, in which
         case the run's unfinished step is marked failed and ``None`` tells submitit not to requeue."""
         if getattr(self, "_checkpointing", False):  # a second signal while the first is handled: requeue, counted once
             return super().checkpoint(*args, **kwargs)
@@ -225,10 +242,18 @@ def time_minutes(text: str) -> int:
     return -(-seconds // 60)
 
 
+def signal_delay_s(minutes: int) -> int:
+    """How long before the time limit Slurm sends submitit's USR2: :data:`STOP_GRACE_S` for the worker's checkpoint
+    plus a minute for the requeue (submitit's default, 90 s, is less than the wait), at most half the limit."""
+    return max(1, min(STOP_GRACE_S + 60, minutes * 30))
+
+
 def slurm_parameters(resources, parallelism: int) -> dict:
     """submitit ``SlurmExecutor`` parameters for one run from the study's ``[resources]``."""
-    params = {"time": time_minutes(resources.time), "cpus_per_task": int(resources.cpus), "mem": str(resources.mem),
-              "nodes": 1, "ntasks_per_node": 1, "array_parallelism": int(parallelism)}
+    minutes = time_minutes(resources.time)
+    params = {"time": minutes, "cpus_per_task": int(resources.cpus), "mem": str(resources.mem),
+              "nodes": 1, "ntasks_per_node": 1, "array_parallelism": int(parallelism),
+              "signal_delay_s": signal_delay_s(minutes)}
     if resources.gpus:
         params["gpus_per_node"] = int(resources.gpus)
     if resources.partition:
@@ -337,6 +362,7 @@ class SlurmExecutor:
         check_offline(plan, runs)
         parallelism = self._setting(plan, "parallelism", DEFAULT_PARALLELISM)
         cap = self._setting(plan, "max_requeues", DEFAULT_MAX_REQUEUES)
+        nproc = max(1, int(plan.spec.resources.gpus or 0))  # one training process per GPU of the job
         executor = self._executor(plan, parallelism)
         size = self.max_array_size or max_array_size()
         jobs = []
@@ -344,7 +370,7 @@ class SlurmExecutor:
             for run in chunk:
                 set_requeue_count(run.dir, 0)
             with executor.batch():
-                submitted = [executor.submit(RunTask(run.dir, retry_failed, cap)) for run in chunk]
+                submitted = [executor.submit(RunTask(run.dir, retry_failed, cap, nproc)) for run in chunk]
             jobs += list(zip(submitted, chunk))
         arrays = sorted({str(job.job_id).split("_")[0] for job, _ in jobs}, key=int)
         self.echo(f"slurm: {len(runs)} run{'s' if len(runs) > 1 else ''} submitted as job"

@@ -210,6 +210,19 @@ def do_train(run_dir: Path, job: dict, progress: bool = False, nproc: int = 1) -
     return {"resumed": resumed, "output": TRAIN, "processes": max(1, nproc)}
 
 
+def child_pids(pid: int) -> list[int]:
+    """The processes whose parent is ``pid`` (Linux ``/proc``; empty elsewhere)."""
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()  # after "pid (command)": state, ppid, ...
+        except (OSError, IndexError):
+            continue
+        if len(fields) > 1 and fields[1] == str(pid):
+            children.append(int(stat.parent.name))
+    return children
+
+
 #: seconds torchrun gives its processes to checkpoint and exit after a signal before it kills them; below the
 #: Slurm task's own wait for the worker (:data:`reprtools.study.slurm.STOP_GRACE_S`)
 TORCHRUN_GRACE_S = 100
@@ -225,9 +238,11 @@ def torchrun_command(run_dir: Path, nproc: int, resume: bool, overwrite: bool, p
 
 def train_under_torchrun(run_dir: Path, nproc: int, resume: bool, overwrite: bool, progress: bool = False) -> None:
     """Train the run in ``nproc`` processes through torchrun (its output goes where this process's does: the
-    worker's log).  SIGTERM or SIGUSR1 to this process is passed on to torchrun, which passes SIGTERM to every
-    process and waits :data:`TORCHRUN_GRACE_S` for their checkpoint; then this raises
-    :class:`~reprtools.trainer.TrainingStopped` as a one-process training would."""
+    worker's log).  SIGTERM or SIGUSR1 to this process is passed on as SIGTERM to torchrun's processes, not to
+    torchrun: each writes its share of the checkpoint and exits, torchrun then ends, and this raises
+    :class:`~reprtools.trainer.TrainingStopped` as a one-process training would.  Not to torchrun, because a
+    pre-emption signals every process of a Slurm job: torchrun then gets its own SIGTERM (and gives its processes
+    :data:`TORCHRUN_GRACE_S` before SIGKILL), and a second one would cut that wait short."""
     from reprtools.run_manifest import CHECKPOINT_DIR
     from reprtools.trainer import STOP_SIGNALS, TrainingStopped
 
@@ -237,10 +252,11 @@ def train_under_torchrun(run_dir: Path, nproc: int, resume: bool, overwrite: boo
 
     def forward(signum, frame):
         received.append(signum)
-        try:
-            os.kill(proc.pid, signal.SIGTERM)  # torchrun stops its processes on SIGTERM, not on SIGUSR1
-        except ProcessLookupError:
-            pass
+        for pid in child_pids(proc.pid) or [proc.pid]:  # no children seen (not Linux, or not started): torchrun
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
 
     main = threading.current_thread() is threading.main_thread()
     previous = {sig: signal.signal(sig, forward) for sig in STOP_SIGNALS} if main else {}
