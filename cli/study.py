@@ -53,8 +53,10 @@ def _status(plan) -> None:
 @click.command()
 @click.argument("study_file")
 @click.option("--executor", default="local", show_default=True, metavar="local|slurm",
-              help="local: each run in its own subprocess, one after another; slurm: job arrays through submitit "
-                   "([resources] of the study file), waiting for every job.")
+              help="local: each run in its own subprocess, one after another, or on a machine with GPUs as many at "
+                   "once as [resources] gpus per run allows (CUDA_VISIBLE_DEVICES each; a run of several GPUs trains "
+                   "under torchrun); slurm: job arrays through submitit ([resources] of the study file), waiting for "
+                   "every job; a time limit checkpoints the training and requeues it.")
 @click.option("--dry-run", is_flag=True, help="Print the plan (runs, their state, compute) and run nothing.")
 @click.option("--collect", "collect_only", is_flag=True, help="Only rebuild STUDY_DIR/results.csv from the runs.")
 @click.option("--status", "status_only", is_flag=True, help="Only show done / failed / running / pending per cell.")

@@ -186,6 +186,35 @@ def test_killed_training_resumes_from_its_checkpoint(tmp_path):
     assert not (out / "checkpoints").exists()
 
 
+def test_a_signalled_training_checkpoints_and_the_next_attempt_resumes(tmp_path, monkeypatch):
+    """SIGTERM during training (a Slurm time limit): the worker writes a checkpoint at that step and exits 75, the
+    step is left interrupted, not failed; the next worker resumes from that checkpoint."""
+    import signal
+
+    from reprtools.study import worker
+    from reprtools.trainer import STOPPED_EXIT_CODE, CheckpointOnSignal
+
+    plan = _in_process_plan(tmp_path, **{"max_steps = 2": "max_steps = 4\nsave_steps = 1000"})
+    run = plan.runs[0]
+    original = CheckpointOnSignal.on_step_end
+
+    def signalled_at_step_2(self, args, state, control, **kwargs):  # the signal arrives during step 2
+        if state.global_step == 2 and self.received is None:
+            os.kill(os.getpid(), signal.SIGTERM)
+        return original(self, args, state, control, **kwargs)
+
+    monkeypatch.setattr(CheckpointOnSignal, "on_step_end", signalled_at_step_2)
+    assert worker.main([str(run.dir)]) == STOPPED_EXIT_CODE
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL  # the handler is gone with the training
+    assert run_status(run.dir, run.job())["train"] == INTERRUPTED
+    assert [p.name for p in (run.dir / "train" / "checkpoints").iterdir()] == ["checkpoint-2"]
+    monkeypatch.setattr(CheckpointOnSignal, "on_step_end", original)
+    assert worker.main([str(run.dir)]) == 0
+    assert read_manifest(run.dir, "train")["resumed"] is True
+    manifest = json.loads((run.dir / "train" / "run.json").read_text())
+    assert manifest["training"]["resumed_from"].endswith("checkpoint-2") and manifest["training"]["steps_done"] == 4
+
+
 def test_a_run_is_worked_on_by_one_worker_at_a_time(tmp_path):
     run = _in_process_plan(tmp_path).runs[0]
     with run_lock(run.dir) as held:
