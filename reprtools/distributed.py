@@ -9,8 +9,8 @@ leave to the caller:
   otherwise every process trains alone on all the data and believes it is process zero
   (:func:`needs_cpu_backend`);
 * a global batch that does not depend on the number of processes (:func:`accumulation_steps`);
-* a barrier so that the other processes exit only once the main one has written the run (:func:`barrier`), and
-  the process group taken down before exit (:func:`finish`);
+* a final barrier so that the other processes exit only once the main one has written the run, and the process
+  group taken down before exit (:func:`finish`);
 * the hardware, for the manifest (:func:`hardware`).
 """
 
@@ -74,21 +74,26 @@ def check_report_to(value: str) -> str:
     return value
 
 
-def barrier() -> None:
-    """Wait for every process (nothing to wait for in a single process)."""
-    import torch.distributed as dist
-
-    if dist.is_available() and dist.is_initialized():
-        dist.barrier()
-
-
 def finish() -> None:
-    """Wait for every process, then take the process group down (torch warns when a program exits without)."""
+    """Wait for every process, then take the process group down (torch warns when a program exits without).
+
+    On gloo the wait is ``monitored_barrier``, not ``barrier``.  Gloo's barrier keeps every collective still in
+    flight when it was issued (here the Trainer's last gather) alive until it completes, and a gloo worker thread
+    then frees them -- which needs the GIL to release their tensors' Python objects.  When the main thread meanwhile
+    destroys the process group (the DDP reducer drops the last reference as ``train()`` returns), it waits for those
+    worker threads while holding the GIL: a deadlock, seen in 2 of about 60 two-process CPU runs under load (a
+    process that had finished training never exited; the stacks showed ``~ProcessGroupGloo`` against
+    ``~AsyncBarrierWork`` waiting for the GIL).  ``monitored_barrier`` is point-to-point with rank 0 and holds no earlier work, and it names a
+    rank that never arrives instead of hanging.  NCCL has no such worker threads and keeps ``barrier``."""
     import torch.distributed as dist
 
-    if dist.is_available() and dist.is_initialized():
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    if dist.get_backend() == dist.Backend.GLOO:
+        dist.monitored_barrier(wait_all_ranks=True)
+    else:
         dist.barrier()
-        dist.destroy_process_group()
+    dist.destroy_process_group()
 
 
 def hardware(args) -> dict:
