@@ -45,7 +45,9 @@ import click
               help="Also log to TensorBoard or Weights & Biases (the Trainer's own loggers); run.json keeps the loss curve.")
 @click.option("--save-steps", default=50, show_default=True, type=int, help="Checkpoint every N steps (for --resume).")
 @click.option("--overwrite", is_flag=True, help="Replace a run already in --output-dir.")
-@click.option("--resume", is_flag=True, help="Continue an interrupted run from its last checkpoint.")
+@click.option("--resume", is_flag=True,
+              help="Continue an interrupted run from its last checkpoint (SIGTERM or SIGUSR1 during training writes "
+                   "one at the current step and exits with status 75).")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 def train(quiet: bool, **options) -> None:
     """Train one adapter on English mixed with a target language; write adapter/ and run.json."""
