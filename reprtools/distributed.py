@@ -74,8 +74,9 @@ def check_report_to(value: str) -> str:
     return value
 
 
-def finish() -> None:
-    """Wait for every process, then take the process group down (torch warns when a program exits without).
+def finish(timeout_s: float | None = None) -> None:
+    """Wait for every process (at most ``timeout_s`` on gloo; the process group's own timeout, 30 minutes by
+    default, otherwise), then take the process group down (torch warns when a program exits without).
 
     On gloo the wait is ``monitored_barrier``, not ``barrier``.  Gloo's barrier keeps every collective still in
     flight when it was issued (here the Trainer's last gather) alive until it completes, and a gloo worker thread
@@ -90,7 +91,10 @@ def finish() -> None:
     if not (dist.is_available() and dist.is_initialized()):
         return
     if dist.get_backend() == dist.Backend.GLOO:
-        dist.monitored_barrier(wait_all_ranks=True)
+        from datetime import timedelta
+
+        timeout = None if timeout_s is None else timedelta(seconds=timeout_s)
+        dist.monitored_barrier(timeout=timeout, wait_all_ranks=True)
     else:
         dist.barrier()
     dist.destroy_process_group()

@@ -42,10 +42,12 @@ from reprtools.distributed import accumulation_steps, bf16_supported, check_repo
 from reprtools.errors import ReprtoolsError
 from reprtools.models import DEFAULT_MODEL, resolve_model
 from reprtools.run_manifest import ADAPTER_DIR, CHECKPOINT_DIR, PISSA_INIT_DIR, RUN_FILE, build_manifest
-from reprtools.trainer import orthogonal_regulariser
+from reprtools.trainer import TrainingStopped, orthogonal_regulariser
 
 BASE_LANG = "en"
 MAX_AUTO_EXAMPLES = 3000
+# after a signal the job has little time left: a process that never reaches the last barrier is not waited for long
+STOP_FINISH_TIMEOUT_S = 60
 
 
 @dataclass
@@ -170,7 +172,12 @@ def train(opts: TrainOptions) -> RunResult:
     args = training_arguments(opts, data)
     build = build_peft_model(opts, data, total_steps=args.max_steps)
     training = make_trainer(opts, args, data, build)
-    result = write_run(opts, data, build, training, fit(training))
+    try:
+        fitted = fit(training)
+    except TrainingStopped:  # a signal: every process stopped at the same step, after its checkpoint
+        finish(timeout_s=STOP_FINISH_TIMEOUT_S)
+        raise
+    result = write_run(opts, data, build, training, fitted)
     finish()  # the other processes return once the main one has written the run
     return result
 
