@@ -12,6 +12,16 @@ so the top-k of ``W + ΔW`` is well separated, as in a real model.
     python benchmarks/bench_weights.py                     # the default model's shapes (Gemma 3 270M) on the CPU
     python benchmarks/bench_weights.py --model llama-8b --device cuda --layers 2
     python benchmarks/bench_weights.py --quick             # a smoke run on small shapes
+
+``--real CHECKPOINT`` times what ``reprtools weights`` measures on a real checkpoint (all its modules, or the
+first ``--layers`` blocks) three ways, in one run: the route it takes with an empty cache of the base's singular
+vectors (first run), again with that cache filled (every later run on the base), and the obvious alternative --
+every matrix (W, ΔW, W + ΔW) materialised in float64 and decomposed with LAPACK's full SVD.  All three must agree:
+the cached run's numbers identical to the first run's, and both within a relative 1e-8 of the float64 route's
+(intruder counts equal); it prints the smallest distance of the float64 route's cosines from the threshold, how
+far any count is from flipping.
+
+    HF_HUB_OFFLINE=1 python benchmarks/bench_weights.py --real /work/runs/dora-hi
 """
 
 from __future__ import annotations
@@ -117,10 +127,82 @@ def run(name: str, layers: int, rank: int, top_k: int, dtype, device) -> None:
         raise SystemExit(1)
 
 
+def reference_values(update, weight, top_k: int, threshold: float) -> tuple[dict, float]:
+    """The obvious route for one module: ΔW, W and W + ΔW in float64, each through LAPACK's full SVD; the values
+    ``reprtools weights`` reports and the intruder cosines' smallest distance from ``threshold``."""
+    w = weight.double()
+    delta = update.B.double() @ update.A.double() if update.factored else update.matrix().double()
+    U, S, Vh = torch.linalg.svd(delta, full_matrices=False)
+    values = {"update_norm_relative": mw.relative_update_norm(S, w)}
+    r = min(update.rank, mw.numerical_rank(S))
+    if r > 0:
+        values["update_stable_rank"] = mw.stable_rank(S)
+        values["update_effective_rank"] = mw.effective_rank(S)
+        values["amplification_factor"] = mw.amplification_factor(w, U[:, :r], S, Vh[:r].T)
+    base = torch.linalg.svd(w, full_matrices=False)[0]
+    tuned = torch.linalg.svd(w + delta, full_matrices=False)[0][:, :top_k]
+    best = (base.T @ tuned).abs().amax(dim=0)
+    values["intruder_dimensions"] = float((best < threshold).sum())
+    return values, float((best - threshold).abs().min())
+
+
+def run_real(path: str, layers: int | None, top_k: int, threshold: float) -> None:
+    import tempfile
+    from pathlib import Path
+
+    from reprtools import weights as rw
+    from reprtools.checkpoints import read_checkpoints
+
+    (ck,) = read_checkpoints([path])
+    model = rw._load_base(ck.base, torch.device("cpu"))
+    with torch.no_grad():
+        updates = [u for u in rw._read_checkpoint_updates(model, ck) if layers is None or u.layer <= layers]
+        weights = rw.base_weights(model, [u.name for u in updates])
+        timed, values = {}, {}
+        with tempfile.TemporaryDirectory() as cache:
+            for run in ("first run", "cached"):
+                start = time.perf_counter()
+                measured = rw.measure_all(model, {ck.name: updates}, top_k, threshold, cache=Path(cache))
+                timed[run] = time.perf_counter() - start
+                values[run] = [mm.values for mm in measured[ck.name]]
+        start, reference, margin = time.perf_counter(), [], 1.0
+        for u in updates:
+            v, m = reference_values(u, weights[u.name], top_k, threshold)
+            reference.append(v)
+            margin = min(margin, m)
+        timed["float64 SVDs"] = time.perf_counter() - start
+    worst: dict[str, float] = {}
+    for ours, ref in zip(values["first run"], reference):
+        for metric in ref:
+            if metric not in ours:
+                worst[metric] = float("inf")
+                continue
+            err = abs(ours[metric] - ref[metric]) / max(abs(ref[metric]), 1e-300)
+            worst[metric] = max(worst.get(metric, 0.0), err)
+    identical = values["first run"] == values["cached"]
+    agree = identical and all(err < (0.5 if m == "intruder_dimensions" else 1e-8) for m, err in worst.items())
+    print(f"{ck.name} on {ck.base}: {len(updates)} modules, top-{top_k}, threshold {threshold}, "
+          f"{torch.get_num_threads()} torch thread(s)")
+    for run in ("first run", "cached"):
+        print(f"  reprtools weights, {run:9s} {timed[run]:8.2f} s   float64 SVDs {timed['float64 SVDs']:8.2f} s   "
+              f"ratio {timed['float64 SVDs'] / max(timed[run], 1e-12):6.1f}x")
+    print("  largest relative difference from the float64 route: "
+          + ", ".join(f"{m} {e:.1e}" for m, e in sorted(worst.items())))
+    print(f"  intruder cosines' smallest distance from the threshold (float64 route): {margin:.2e}")
+    print(f"  cached run identical to the first: {'yes' if identical else 'NO'}")
+    print(f"  agree: {'yes' if agree else 'NO'} (relative 1e-8; intruder counts equal)")
+    if not agree:
+        raise SystemExit(1)
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="gemma3-270m", choices=sorted(CONFIGS))
-    parser.add_argument("--layers", type=int, default=1, help="Blocks to time (the rest extrapolated).")
+    parser.add_argument("--layers", type=int, default=None,
+                        help="Blocks to time (the rest extrapolated; default 1); with --real, the first blocks "
+                             "measured (default all).")
+    parser.add_argument("--real", metavar="CHECKPOINT", default=None,
+                        help="Time reprtools weights on this checkpoint (first run, cached) against float64 SVDs.")
     parser.add_argument("--rank", type=int, default=16, help="Adapter rank (16 = a rank-8 PiSSA as saved).")
     parser.add_argument("--top-k", type=int, default=mw.INTRUDER_TOP_K)
     parser.add_argument("--device", default="cpu")
@@ -128,6 +210,10 @@ def main(argv=None) -> None:
                         help="Default: float64 on the CPU, float32 on a GPU (what reprtools weights uses).")
     parser.add_argument("--quick", action="store_true", help="Small shapes, one block.")
     args = parser.parse_args(argv)
+    if args.real:
+        run_real(args.real, args.layers, args.top_k, mw.INTRUDER_THRESHOLD)
+        return
+    args.layers = 1 if args.layers is None else args.layers
     device = torch.device(args.device)
     dtype = getattr(torch, args.dtype) if args.dtype else (torch.float64 if device.type == "cpu" else torch.float32)
     if args.quick:

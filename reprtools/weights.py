@@ -29,6 +29,7 @@ floor of that similarity.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import sys
 import time
@@ -86,10 +87,12 @@ class Update:
         return _dora_update(self.weight, self.magnitude, self.B, self.A)
 
     def svd(self, dtype=torch.float64, matrix: torch.Tensor | None = None):
-        """``(U, S, V)`` of ``ΔW``: from the factors, or of ``matrix`` (:meth:`matrix`, if already formed)."""
+        """``(U, S, V)`` of ``ΔW``: from the factors, or of ``matrix`` (:meth:`matrix`, if already formed) through
+        its Gram matrix in float64 (:func:`~reprtools.measures.weights.gram_svd`: all singular values to 1.5e-8 σ₁,
+        ``dtype`` notwithstanding)."""
         if self.factored:
             return mw.factored_svd(self.B, self.A, dtype=dtype)
-        return mw.matrix_svd(self.matrix() if matrix is None else matrix, dtype=dtype)
+        return mw.gram_svd(self.matrix() if matrix is None else matrix, dtype=torch.float64)
 
 
 def _base_matrix(layer) -> torch.Tensor:
@@ -199,20 +202,83 @@ def _dtype_for(device: torch.device) -> torch.dtype:
     return torch.float64 if device.type == "cpu" else torch.float32
 
 
-#: The intruder count compares cosines with a threshold (0.5 by default), so float32 singular vectors (errors
-#: ~1e-6) are plenty; the two SVDs it needs per module dominate the run time, and float32 halves it on a CPU.
+#: The intruder count compares cosines with a threshold (0.5 by default), so float32 singular vectors are plenty:
+#: against float64 SVDs throughout, the largest cosines of W + ΔW's top vectors with W's differ by < 1e-4 on the
+#: default model's DoRA updates (``benchmarks/bench_weights.py --real``).
 INTRUDER_DTYPE = torch.float32
+#: Subspace iterations for W + ΔW's top-k from W's and ΔW's top vectors (:func:`~reprtools.measures.weights.
+#: top_singular_vectors` with ``start``), and the extra columns of W's taken into the start.
+INTRUDER_NITER, INTRUDER_OVERSAMPLE = 4, 10
+_CACHE_VERSION = "1"  # bump when what a cached file holds changes
 
 
-def base_vectors(weight: torch.Tensor) -> torch.Tensor:
-    """``W``'s left singular vectors (all of them, as Shuttleworth et al. compare with), computed once per base."""
-    U, _, _ = mw.matrix_svd(weight, dtype=INTRUDER_DTYPE)
+def _weight_digest(weight: torch.Tensor) -> str:
+    """A content hash of a weight: its dtype, shape and bytes (blake2b, 128 bits)."""
+    t = weight.detach().contiguous().cpu()
+    digest = hashlib.blake2b(f"{t.dtype}|{tuple(t.shape)}".encode(), digest_size=16)
+    digest.update(t.reshape(-1).view(torch.uint8).numpy())
+    return digest.hexdigest()
+
+
+def vectors_cache(base: str):
+    """Where the base weights' singular vectors of ``base`` are kept: ``CACHE/weights/BASE``
+    (:func:`reprtools.models.cache_dir`)."""
+    from reprtools.models import cache_dir
+
+    return cache_dir() / "weights" / re.sub(r"[^A-Za-z0-9._-]+", "_", str(base)).strip("_")
+
+
+def _read_vectors(path, shape) -> torch.Tensor | None:
+    """The cached vectors at ``path``, or None if absent or not what this version writes (then recomputed)."""
+    from safetensors import safe_open
+
+    if not path.is_file():
+        return None
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            ok = (f.metadata() or {}).get("version") == _CACHE_VERSION
+            U = f.get_tensor("U") if ok else None
+    except Exception:  # noqa: BLE001 - a truncated or foreign file is recomputed and overwritten, never a traceback
+        return None
+    if U is None or U.dtype != INTRUDER_DTYPE or U.ndim != 2 or U.shape[0] != shape[0] \
+            or not 0 < U.shape[1] <= min(shape) or not bool(torch.isfinite(U).all()):
+        return None
+    return U
+
+
+def base_vectors(weight: torch.Tensor, cache=None, name: str = "weight") -> torch.Tensor:
+    """``W``'s left singular vectors (all of them, as Shuttleworth et al. compare with; float32): read from
+    ``cache`` (a folder, :func:`vectors_cache`) if there, else computed and stored there.  Computed once per base
+    weight: :func:`~reprtools.measures.weights.gram_svd` in float64 (to ~1e-14 of LAPACK's float64 SVD), a file
+    per weight named by module, shape and a content hash of the weight, so a changed weight is a new file;
+    written atomically in safetensors, and one that is unreadable or malformed is recomputed."""
+    from reprtools.fileio import atomic_path
+
+    path = None
+    if cache is not None:
+        out, inp = weight.shape
+        path = cache / f"{re.sub(r'[^A-Za-z0-9._-]+', '_', name)}-{out}x{inp}-{_weight_digest(weight)}.safetensors"
+        U = _read_vectors(path, weight.shape)
+        if U is not None:
+            return U.to(weight.device)
+    U, _, _ = mw.gram_svd(weight, dtype=torch.float64)
+    U = U.to(INTRUDER_DTYPE).contiguous()
+    if path is not None:
+        from safetensors.torch import save_file
+
+        try:
+            with atomic_path(path) as tmp:
+                save_file({"U": U.cpu()}, str(tmp), metadata={"version": _CACHE_VERSION, "module": name})
+        except OSError:  # a read-only or full cache costs only the next run's time
+            pass
     return U
 
 
 def measure_update(update: Update, weight: torch.Tensor, vectors: torch.Tensor, top_k: int = mw.INTRUDER_TOP_K,
                    threshold: float = mw.INTRUDER_THRESHOLD) -> ModuleMeasures:
     """Every per-module measure of ``update`` on its base ``weight`` (``vectors``: :func:`base_vectors` of it).
+    The top-k of ``W + ΔW`` for the intruder count are iterated from the top vectors of ``W`` and of ``ΔW``, the
+    subspace they lie near (:func:`~reprtools.measures.weights.top_singular_vectors` with ``start``).
 
     A zero update (an untrained or fully pruned module) has only its norm (0) and no intruders: the ratios that
     divide by its spectrum are undefined and left out."""
@@ -221,14 +287,16 @@ def measure_update(update: Update, weight: torch.Tensor, vectors: torch.Tensor, 
     U, S, V = update.svd(dtype, delta)
     w = weight.to(dtype)
     values = {"update_norm_relative": mw.relative_update_norm(S, w)}
-    r = min(update.rank, mw.numerical_rank(S))
+    r = min(update.rank, mw.numerical_rank(S), U.shape[1])
     if r > 0:
         values["update_stable_rank"] = mw.stable_rank(S)
         values["update_effective_rank"] = mw.effective_rank(S)
         values["amplification_factor"] = mw.amplification_factor(w, U[:, :r], S, V[:, :r])
     tuned_weight = weight.to(INTRUDER_DTYPE) + delta.to(INTRUDER_DTYPE)
     del delta
-    tuned, _, _ = mw.top_singular_vectors(tuned_weight, top_k, dtype=INTRUDER_DTYPE)
+    start = torch.cat([vectors[:, :top_k + INTRUDER_OVERSAMPLE], U[:, :r].to(vectors)], dim=1)
+    tuned, _, _ = mw.top_singular_vectors(tuned_weight, top_k, niter=INTRUDER_NITER, dtype=INTRUDER_DTYPE,
+                                          oversample=INTRUDER_OVERSAMPLE, start=start)
     values["intruder_dimensions"] = float(mw.intruder_dimensions(tuned, vectors, threshold, dtype=INTRUDER_DTYPE))
     spectrum = S[:mw.numerical_rank(S)] if update.factored else S  # not a factor's rounding noise
     return ModuleMeasures(update, values, spectrum, U[:, :r], V[:, :r])
@@ -346,10 +414,11 @@ def _read_checkpoint_updates(model, ck) -> list[Update]:
 
 
 def measure_all(model, updates: dict[str, list[Update]], top_k: int, threshold: float,
-                progress: bool = False) -> dict[str, list[ModuleMeasures]]:
+                progress: bool = False, cache=None) -> dict[str, list[ModuleMeasures]]:
     """Every checkpoint's updates (``{checkpoint: [Update]}``) measured, module by module: each base weight's
-    singular vectors are computed once, used for every checkpoint that adapts it, and dropped before the next
-    module, so memory holds one module's SVD at a time (an 8B model's would not fit on most GPUs at once)."""
+    singular vectors are read from ``cache`` (a folder, :func:`vectors_cache`) or computed once, used for every
+    checkpoint that adapts it, and dropped before the next module, so memory holds one module's SVD at a time (an
+    8B model's would not fit on most GPUs at once)."""
     names = list(dict.fromkeys(u.name for ups in updates.values() for u in ups))
     by_name = {ck: {u.name: u for u in ups} for ck, ups in updates.items()}
     measured: dict[str, list[ModuleMeasures]] = {ck: [] for ck in updates}
@@ -357,7 +426,7 @@ def measure_all(model, updates: dict[str, list[Update]], top_k: int, threshold: 
         if progress and (i % 20 == 0 or i == len(names) - 1):
             print(f"reprtools: module {i + 1}/{len(names)} ({name})", file=sys.stderr, flush=True)
         (weight,) = base_weights(model, [name]).values()
-        vectors = base_vectors(weight)
+        vectors = base_vectors(weight, cache, name)
         for ck, ups in by_name.items():
             if name in ups:
                 measured[ck].append(measure_update(ups[name], weight, vectors, top_k, threshold))
@@ -367,7 +436,7 @@ def measure_all(model, updates: dict[str, list[Update]], top_k: int, threshold: 
 
 def weights(checkpoints, output_dir=None, *, top_k: int = mw.INTRUDER_TOP_K,
             threshold: float = mw.INTRUDER_THRESHOLD, device: str = "auto", figures: bool = True,
-            formats=("pdf", "png", "svg"), progress: bool = False) -> "pd.DataFrame":
+            formats=("pdf", "png", "svg"), progress: bool = False, cache: bool = True) -> "pd.DataFrame":
     """Measure every adapted module of each checkpoint (paths or :class:`~reprtools.checkpoints.Checkpoint`) on
     their shared base, and the subspace similarity of every pair of checkpoints' updates; write ``weights.csv``
     (the results schema), ``spectra.csv``, ``weights.json`` and (``figures``) ``figures/`` to ``output_dir``
@@ -375,7 +444,9 @@ def weights(checkpoints, output_dir=None, *, top_k: int = mw.INTRUDER_TOP_K,
 
     ``top_k`` and ``threshold``: how many of ``W + ΔW``'s top singular vectors the intruder count examines and the
     cosine below which one is an intruder (Shuttleworth et al., 2024; defaults :data:`INTRUDER_TOP_K`,
-    :data:`INTRUDER_THRESHOLD`).  ``table.attrs["output_dir"]`` says where the files went."""
+    :data:`INTRUDER_THRESHOLD`).  ``cache``: keep the base weights' singular vectors in the reprtools cache
+    (:func:`vectors_cache`) for the next run on this base.  ``table.attrs["output_dir"]`` says where the files
+    went."""
     import pandas as pd
 
     from reprtools import results as R
@@ -396,7 +467,8 @@ def weights(checkpoints, output_dir=None, *, top_k: int = mw.INTRUDER_TOP_K,
             if progress:
                 print(f"reprtools: reading the updates of {ck.name}", file=sys.stderr, flush=True)
             updates[ck.name] = _read_checkpoint_updates(model, ck)
-        measured = measure_all(model, updates, top_k, threshold, progress)
+        measured = measure_all(model, updates, top_k, threshold, progress,
+                               vectors_cache(checkpoints[0].base) if cache else None)
         for ck in checkpoints:
             rows += measure_rows(ck, measured[ck.name], top_k)
             spectra.append(spectrum_frame(ck, measured[ck.name]))

@@ -180,3 +180,62 @@ def test_numerical_rank_of_a_float32_product():
     _, S, _ = mw.matrix_svd(B @ A)  # formed in float32: 44 singular values of rounding noise
     assert mw.numerical_rank(S) == 4
     assert mw.numerical_rank([0.0, 0.0]) == 0
+
+
+@pytest.mark.parametrize("shape", [(30, 50), (50, 30), (40, 40)])
+def test_gram_svd_matches_numpy_float64(shape):
+    rng = np.random.default_rng(5)
+    M = rng.standard_normal(shape) * np.logspace(0, -2, shape[1])  # a spread of singular values, as weights have
+    U, S, V = mw.gram_svd(M)
+    ref_u, ref_s, ref_vh = np.linalg.svd(M, full_matrices=False)
+    np.testing.assert_allclose(S.numpy(), ref_s, rtol=1e-7, atol=2e-8 * ref_s[0])
+    k = min(shape)
+    assert U.shape == (shape[0], k) and V.shape == (shape[1], k)
+    np.testing.assert_allclose(U.T @ U, np.eye(k), atol=1e-8)
+    np.testing.assert_allclose(V.T @ V, np.eye(k), atol=1e-8)
+    np.testing.assert_allclose((U * S) @ V.T, M, atol=1e-10)
+    # each singular vector equals numpy's up to sign (the singular values are distinct)
+    np.testing.assert_allclose(np.abs(np.sum(U.numpy() * ref_u, axis=0)), 1.0, atol=1e-8)
+    np.testing.assert_allclose(np.abs(np.sum(V.numpy() * ref_vh.T, axis=0)), 1.0, atol=1e-8)
+
+
+def test_gram_svd_of_a_rank_deficient_matrix_keeps_only_determined_vectors():
+    rng = np.random.default_rng(6)
+    M = rng.standard_normal((40, 3)) @ rng.standard_normal((3, 25))
+    U, S, V = mw.gram_svd(M)
+    ref = np.linalg.svd(M, compute_uv=False)
+    assert S.shape == (25,)
+    np.testing.assert_allclose(S[:3].numpy(), ref[:3], rtol=1e-10)
+    assert float(S[3:].max()) < 1e-6 * ref[0]  # zero to the Gram's resolution, √ε σ₁
+    assert U.shape == (40, 3) and V.shape == (25, 3)
+    np.testing.assert_allclose((U * S[:3]) @ V.T, M, atol=1e-9)
+    assert torch.isfinite(U).all() and torch.isfinite(V).all()
+
+
+def _decaying(rng, out, inp, rate=0.99):
+    k = min(out, inp)
+    return (_orthonormal(rng, out, k) * rate ** np.arange(k)) @ _orthonormal(rng, inp, k).T
+
+
+def test_top_singular_vectors_from_a_start_agree_with_exact_svd():
+    """From W's top vectors and the update's direction, four subspace iterations give W + ΔW's top-k closely even
+    where the spectrum is flat (0.99^i) and a new direction larger than all of W's couples every one of W's: the
+    largest cosines with W's singular vectors (what the intruder count thresholds) within 1e-3."""
+    rng = np.random.default_rng(7)
+    W = _decaying(rng, 320, 300)
+    u, v = _orthonormal(rng, 320, 1), _orthonormal(rng, 300, 1)
+    tuned = W + 0.02 * _decaying(rng, 320, 300) + 1.5 * u @ v.T  # a small full-rank change and a new direction
+    ref_u, ref_s, _ = np.linalg.svd(tuned)
+    base_u = np.linalg.svd(W)[0]
+    start = np.concatenate([base_u[:, :20], u], axis=1)
+    U, S, V = mw.top_singular_vectors(tuned, 10, start=start, niter=4)
+    np.testing.assert_allclose(S.numpy(), ref_s[:10], rtol=1e-4)
+    np.testing.assert_allclose(np.abs(np.sum(U.numpy() * ref_u[:, :10], axis=0)), 1.0, atol=1e-4)
+    best, ref_best = (np.abs(base_u.T @ x).max(axis=0) for x in (U.numpy(), ref_u[:, :10]))
+    np.testing.assert_allclose(best, ref_best, atol=1e-3)
+    np.testing.assert_allclose(np.linalg.norm(tuned @ V.numpy() - U.numpy() * S.numpy(), axis=0), 0, atol=1e-2)
+    assert abs(float(U[:, 0] @ torch.from_numpy(u[:, 0]))) > 0.9  # the new direction dominates the top one
+    with pytest.raises(ReprtoolsError, match="start"):
+        mw.top_singular_vectors(tuned, 10, start=start[:, :5])
+    with pytest.raises(ReprtoolsError, match="start"):
+        mw.top_singular_vectors(tuned, 10, start=start[:100])
