@@ -29,6 +29,11 @@ run; the exit code is 1 at the end if any failed):
                            must be non-empty with finite values where defined.
 * ``eval-tiny``            ``reprtools.evaluate`` on the tiny LoRA run: XNLI-shaped items in both formats and
                            TyDiQA-shaped items (generation), batch size auto on the GPU; items/s.
+* ``study-tiny``           ``reprtools.study.run_study`` with the local executor on a tiny grid (LoRA and DoRA at
+                           0% and 50% Swahili, ``[resources] gpus = 1``): every run done, on CUDA (run.json), each
+                           worker given one GPU through ``CUDA_VISIBLE_DEVICES`` (worker.log), runs at once on a
+                           machine with several GPUs, ``results.csv`` with rows for every run.  GPU only (the CPU
+                           path is in tests/test_study_*.py).
 
 Without a GPU (or with ``--cpu-smoke``) it says so in one line and checks what a CPU can: every method trains 2
 steps in float32, the tiny capture (padding invariance; CPU bf16 against fp32), the probe; the 8B-shaped stages
@@ -54,7 +59,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 METHODS = ("lora", "dora", "vera", "adalora", "pissa")
-STAGE_GROUPS = ("environment", "train", "big", "capture", "probe", "eval")
+STAGE_GROUPS = ("environment", "train", "big", "capture", "probe", "eval", "study")
 FP32_MAX_REL = 1e-4
 BF16_MIN_COS = 0.99
 BF16_MEDIAN_REL = 0.03
@@ -371,6 +376,72 @@ def eval_stage(run_dir: Path, items: int) -> dict:
     return out
 
 
+# --------------------------------------------------------------------------------------------------------- study
+STUDY_TOML = """
+[study]
+name = "gpu-check"
+output_dir = "out"
+models = ["tiny-llama"]
+methods = ["lora", "dora"]
+ratios = [0, 0.5]
+seeds = [0]
+num_examples = 16
+
+[[tasks]]
+name = "xnli"
+data = "xnli:xnli"
+langs = ["sw"]
+
+[train]
+max_steps = 4
+batch_size = 4
+
+[eval]
+langs = ["target", "en"]
+limit = 8
+bootstrap = 0
+
+[probe]
+data = "demo"
+langs = ["en", "target"]
+max_sentences = 8
+
+[resources]
+gpus = 1
+"""
+
+
+def study_stage(root: Path) -> dict:
+    """The tiny study through the local executor on this machine's GPUs (one per run)."""
+    import pandas as pd
+    import torch
+
+    from reprtools.study import run_study
+    from reprtools.study.steps import train_dir
+
+    if not torch.cuda.is_available():
+        raise Skip("needs a GPU (the CPU path is tested in tests/test_study_*.py)")
+    _need_langcodes()
+    (root / "xnli").mkdir(parents=True, exist_ok=True)
+    labels = ("entailment", "neutral", "contradiction")
+    for lang, (p, h) in {"en": ("A {}.", "B {}."), "sw": ("Paka {}.", "Mbwa {}.")}.items():
+        rows = "".join(f"{p.format(i)}\t{h.format(i)}\t{labels[i % 3]}\n" for i in range(60))
+        (root / "xnli" / f"dev-{lang}.tsv").write_text(rows, encoding="utf-8")
+    (root / "study.toml").write_text(STUDY_TOML, encoding="utf-8")
+    plan, codes, results = run_study(root / "study.toml", executor="local", echo=lambda msg: print(msg, file=sys.stderr))
+    _require(all(code == 0 for code in codes.values()), f"worker exit codes {codes}")
+    devices = []
+    for run in plan.runs:
+        manifest = json.loads((train_dir(run.dir) / "run.json").read_text())
+        _require(manifest["hardware"]["device_type"] == "cuda", f"{run.key} trained on {manifest['hardware']}")
+        header = [line for line in (run.dir / "worker.log").read_text().splitlines() if line.startswith("--- ")]
+        _require(header and "CUDA_VISIBLE_DEVICES=" in header[-1], f"{run.key}: no GPU given in worker.log")
+        devices.append(header[-1].split("CUDA_VISIBLE_DEVICES=")[1].split()[0])
+    frame = pd.read_csv(results)
+    _require(set(frame["run_key"].dropna()) >= {run.key for run in plan.runs}, "results.csv lacks some runs")
+    return {"runs": len(plan.runs), "rows": len(frame), "devices": ",".join(devices)}
+
+
 # ---------------------------------------------------------------------------------------------------- the driver
 def run_all(args, gpu: bool, work: Path) -> Stages:
     stages, groups = Stages(), set(args.stages.split(","))
@@ -394,6 +465,8 @@ def run_all(args, gpu: bool, work: Path) -> Stages:
         stages.run("probe-tiny", _probe_after_training, stages, work / "tiny-lora", 24 if gpu else 12)
     if "eval" in groups:
         stages.run("eval-tiny", _eval_after_training, stages, work / "tiny-lora", 64 if gpu else 4)
+    if "study" in groups:
+        stages.run("study-tiny", study_stage, work / "study")
     return stages
 
 
