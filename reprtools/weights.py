@@ -89,10 +89,10 @@ class Update:
     def svd(self, dtype=torch.float64, matrix: torch.Tensor | None = None):
         """``(U, S, V)`` of ``ΔW``: from the factors, or of ``matrix`` (:meth:`matrix`, if already formed) through
         its Gram matrix in float64 (:func:`~reprtools.measures.weights.gram_svd`: all singular values to 1.5e-8 σ₁,
-        ``dtype`` notwithstanding)."""
+        ``dtype`` notwithstanding; the top-r singular vectors, all that the measures use)."""
         if self.factored:
             return mw.factored_svd(self.B, self.A, dtype=dtype)
-        return mw.gram_svd(self.matrix() if matrix is None else matrix, dtype=torch.float64)
+        return mw.gram_svd(self.matrix() if matrix is None else matrix, k=self.rank, dtype=torch.float64)
 
 
 def _base_matrix(layer) -> torch.Tensor:

@@ -197,6 +197,11 @@ def test_gram_svd_matches_numpy_float64(shape):
     # each singular vector equals numpy's up to sign (the singular values are distinct)
     np.testing.assert_allclose(np.abs(np.sum(U.numpy() * ref_u, axis=0)), 1.0, atol=1e-8)
     np.testing.assert_allclose(np.abs(np.sum(V.numpy() * ref_vh.T, axis=0)), 1.0, atol=1e-8)
+    U3, S3, V3 = mw.gram_svd(M, k=3)  # the top 3 vectors only; every singular value still
+    assert U3.shape == (shape[0], 3) and V3.shape == (shape[1], 3)
+    assert torch.equal(S3, S)
+    np.testing.assert_allclose(U3.numpy(), U[:, :3].numpy(), atol=1e-12)
+    np.testing.assert_allclose(V3.numpy(), V[:, :3].numpy(), atol=1e-12)
 
 
 def test_gram_svd_of_a_rank_deficient_matrix_keeps_only_determined_vectors():
