@@ -35,3 +35,19 @@ def _single_threaded(request):
     with threadpool_limits(limits=1):
         yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def tiny_runs(tmp_path_factory) -> Path:
+    """Tiny-llama runs of every method (2 steps on 16 examples, seed 0, named by method) and a second seed of LoRA
+    and DoRA (``lora-s1``, ``dora-s1``), trained once per session for the tests that read checkpoints.  Shared:
+    copy a run before writing into it."""
+    from reprtools.adapters import METHODS
+    from reprtools.train import TrainOptions, train
+
+    root = tmp_path_factory.mktemp("tiny-runs")
+    os.environ["REPRTOOLS_CACHE"] = str(tmp_path_factory.getbasetemp() / "cache")
+    for name, method, seed in [(m, m, 0) for m in METHODS] + [("lora-s1", "lora", 1), ("dora-s1", "dora", 1)]:
+        train(TrainOptions(output_dir=str(root / name), model="tiny-llama", method=method, max_steps=2,
+                           num_examples=16, learning_rate=2e-2, seed=seed, progress=False))
+    return root

@@ -4,7 +4,6 @@ independent float64 recomputation from the merged weights; an adapter compared w
 similarity 1; and the CLI's bad inputs end in one line."""
 
 import copy
-import os
 import shutil
 
 import numpy as np
@@ -16,23 +15,17 @@ from reprtools import results
 from reprtools.adapters import METHODS
 from reprtools.checkpoints import read_checkpoint
 from reprtools.errors import ReprtoolsError
-from reprtools.train import TrainOptions, train
 from reprtools.weights import base_weights, module_role, read_updates, weights
 from reprtools_cli.main import main
 
 
-def _train(root, name, method, seed=0):
-    train(TrainOptions(output_dir=str(root / name), model="tiny-llama", method=method, max_steps=2,
-                       num_examples=16, learning_rate=2e-2, seed=seed, progress=False))
-
-
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory):
+def runs(tiny_runs, tmp_path_factory):
+    """The session's tiny runs (tests/conftest.py), copied: ``weights`` writes into its first checkpoint by
+    default; and a copy of the LoRA run, which must compare as identical to it."""
     root = tmp_path_factory.mktemp("wruns")
-    os.environ["REPRTOOLS_CACHE"] = str(tmp_path_factory.getbasetemp() / "cache")
-    for method in METHODS:
-        _train(root, method, method)
-    _train(root, "lora-s1", "lora", seed=1)
+    for name in [*METHODS, "lora-s1"]:
+        shutil.copytree(tiny_runs / name, root / name)
     shutil.copytree(root / "lora", root / "lora-copy")
     return root
 
