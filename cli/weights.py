@@ -17,9 +17,12 @@ import click
 @click.option("--device", default="auto", show_default=True, help="auto (cuda, then mps, then cpu), cpu, cuda, cuda:N, mps.")
 @click.option("--formats", default="pdf,png,svg", show_default=True, help="Comma-separated figure formats.")
 @click.option("--no-figures", is_flag=True, help="Write the tables only.")
+@click.option("--no-cache", is_flag=True,
+              help="Neither read nor keep the base weights' singular vectors in the reprtools cache "
+                   "(REPRTOOLS_CACHE); computing them is most of a first run's time.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress output.")
 def weights(checkpoints, output_dir, top_k: int, threshold: float, device: str, formats: str, no_figures: bool,
-            quiet: bool) -> None:
+            no_cache: bool, quiet: bool) -> None:
     """Measure how each CHECKPOINT's adapter changes the weight matrices of its base (a reprtools run or a PEFT
     adapter directory; LoRA, DoRA, VeRA, AdaLoRA or PiSSA): relative update norm, stable and effective rank,
     amplification factor and intruder dimensions per module, and the subspace similarity of every pair of
@@ -30,7 +33,7 @@ def weights(checkpoints, output_dir, top_k: int, threshold: float, device: str, 
 
     table = run_weights(list(checkpoints), output_dir, top_k=top_k, threshold=threshold, device=device,
                         figures=not no_figures, formats=[f.strip() for f in formats.split(",") if f.strip()],
-                        progress=not quiet)
+                        progress=not quiet, cache=not no_cache)
     norms = table[(table["reference"] == "base") & (table["metric"] == "update_norm_relative")]
     modules = norms.groupby("checkpoint", sort=False)["value"]
     click.echo(f"reprtools: {modules.ngroups} checkpoint(s), {modules.size().max()} adapted modules each; "

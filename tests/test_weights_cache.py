@@ -140,3 +140,25 @@ def test_the_fast_route_agrees_with_float64_svds(kind):
     for metric, value in want.items():
         assert got[metric] == pytest.approx(value, rel=1e-5, abs=1e-9), metric
     assert (got["intruder_dimensions"] > 0) == (kind == "intruder")
+
+
+def test_the_command_keeps_the_vectors_and_gives_the_same_table_from_them(tiny_runs, tmp_path, monkeypatch):
+    import shutil
+
+    import pandas as pd
+
+    from reprtools_cli.main import main
+
+    run = tmp_path / "lora"
+    shutil.copytree(tiny_runs / "lora", run)
+    monkeypatch.setenv("REPRTOOLS_CACHE", str(tmp_path / "cache"))  # a cache of its own (the base stays where it is)
+    tables = {}
+    for name, extra in [("uncached", ["--no-cache"]), ("first", []), ("cached", [])]:
+        with pytest.raises(SystemExit) as done:
+            main(["weights", str(run), "-o", str(tmp_path / name), "--no-figures", "-q", *extra])
+        assert done.value.code == 0
+        tables[name] = pd.read_csv(tmp_path / name / "weights.csv")
+        kept = list((tmp_path / "cache" / "weights").rglob("*.safetensors"))
+        assert len(kept) == (0 if name == "uncached" else 14)  # 2 blocks x 7 modules of tiny-llama
+    pd.testing.assert_frame_equal(tables["first"], tables["cached"])
+    pd.testing.assert_frame_equal(tables["uncached"], tables["cached"])
