@@ -162,3 +162,24 @@ def test_the_command_keeps_the_vectors_and_gives_the_same_table_from_them(tiny_r
         assert len(kept) == (0 if name == "uncached" else 14)  # 2 blocks x 7 modules of tiny-llama
     pd.testing.assert_frame_equal(tables["first"], tables["cached"])
     pd.testing.assert_frame_equal(tables["uncached"], tables["cached"])
+
+
+@pytest.mark.parametrize("load, omp, expected", [(0.1, None, 2), (1.2, None, 1), (3.0, None, 1), (3.0, "2", 2)])
+def test_the_command_uses_the_idle_cores(monkeypatch, load, omp, expected):
+    import os
+
+    from reprtools_cli.weights import _threads_for_idle_cores
+
+    monkeypatch.setattr(os, "getloadavg", lambda: (load, load, load))
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
+    if omp is None:
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    else:
+        monkeypatch.setenv("OMP_NUM_THREADS", omp)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        _threads_for_idle_cores()
+        assert torch.get_num_threads() == expected
+    finally:
+        torch.set_num_threads(before)
