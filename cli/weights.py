@@ -7,17 +7,40 @@ import os
 import click
 
 
-def _threads_for_idle_cores() -> None:
-    """As many torch threads as cores are idle (the 1-minute load average; at least 1), unless OMP_NUM_THREADS is
-    set.  torch's default, a thread per core, spins on cores that other processes use: on 2 shared cores with two
-    busy processes the measures of dora-hi took 45 s with 2 threads and 23 s with 1 (9 s and 14 s on idle cores)."""
+def _cpu_times(cores: set[int]) -> tuple[int, int]:
+    """(idle, total) jiffies of ``cores`` so far, from /proc/stat (Linux)."""
+    idle = total = 0
+    with open("/proc/stat") as f:
+        for line in f:
+            name, *fields = line.split()
+            if name.startswith("cpu") and name[3:].isdigit() and int(name[3:]) in cores:
+                ticks = [int(x) for x in fields[:8]]
+                idle, total = idle + ticks[3] + ticks[4], total + sum(ticks)
+    return idle, total
+
+
+def _threads_for_idle_cores(interval: float = 0.2) -> None:
+    """As many torch threads as this process's cores are idle now (sampled from /proc/stat over ``interval``
+    seconds; at least 1), unless OMP_NUM_THREADS is set or the sample fails (then torch's default).  The default, a
+    thread per core, spins on cores that other processes are using: on 2 shared cores with two busy processes the
+    measures of dora-hi took 45 s with 2 threads and 23 s with 1 (9 s and 14 s on idle cores)."""
+    import time
+
     import torch
 
-    if os.environ.get("OMP_NUM_THREADS") or not hasattr(os, "getloadavg"):
+    if os.environ.get("OMP_NUM_THREADS"):
         return
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    idle = int(cores - os.getloadavg()[0] + 0.5)
-    torch.set_num_threads(max(1, min(torch.get_num_threads(), idle)))
+    try:
+        cores = os.sched_getaffinity(0)
+        idle0, total0 = _cpu_times(cores)
+        time.sleep(interval)
+        idle1, total1 = _cpu_times(cores)
+    except (AttributeError, OSError, ValueError):
+        return
+    if total1 <= total0:
+        return
+    idle = len(cores) * (idle1 - idle0) / (total1 - total0)
+    torch.set_num_threads(max(1, min(torch.get_num_threads(), int(idle + 0.5))))
 
 
 @click.command()

@@ -164,13 +164,15 @@ def test_the_command_keeps_the_vectors_and_gives_the_same_table_from_them(tiny_r
     pd.testing.assert_frame_equal(tables["uncached"], tables["cached"])
 
 
-@pytest.mark.parametrize("load, omp, expected", [(0.1, None, 2), (1.2, None, 1), (3.0, None, 1), (3.0, "2", 2)])
-def test_the_command_uses_the_idle_cores(monkeypatch, load, omp, expected):
+@pytest.mark.parametrize("idle, omp, expected", [(1.9, None, 2), (0.8, None, 1), (0.0, None, 1), (0.0, "2", 2)])
+def test_the_command_uses_the_idle_cores(monkeypatch, idle, omp, expected):
+    """``idle`` cores of 2 in the /proc/stat sample (100 jiffies per core between the two reads)."""
     import os
 
-    from reprtools_cli.weights import _threads_for_idle_cores
+    from reprtools_cli import weights as cli
 
-    monkeypatch.setattr(os, "getloadavg", lambda: (load, load, load))
+    samples = iter([(0, 0), (int(100 * idle), 200)])
+    monkeypatch.setattr(cli, "_cpu_times", lambda cores: next(samples))
     monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0, 1}, raising=False)
     if omp is None:
         monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
@@ -179,7 +181,18 @@ def test_the_command_uses_the_idle_cores(monkeypatch, load, omp, expected):
     before = torch.get_num_threads()
     try:
         torch.set_num_threads(2)
-        _threads_for_idle_cores()
+        cli._threads_for_idle_cores(interval=0)
         assert torch.get_num_threads() == expected
     finally:
         torch.set_num_threads(before)
+
+
+def test_the_cpu_sample_reads_proc_stat():
+    import os
+
+    from reprtools_cli.weights import _cpu_times
+
+    if not os.path.exists("/proc/stat") or not hasattr(os, "sched_getaffinity"):
+        pytest.skip("no /proc/stat here")
+    idle, total = _cpu_times(os.sched_getaffinity(0))
+    assert 0 <= idle <= total and total > 0
