@@ -273,7 +273,7 @@ def base_vectors(weight: torch.Tensor, cache=None, name: str = "weight") -> torc
         try:
             with atomic_path(path) as tmp:
                 save_file({"U": U.cpu()}, str(tmp), metadata={"version": _CACHE_VERSION, "module": name})
-        except OSError:  # a read-only or full cache costs only the next run's time
+        except Exception:  # noqa: BLE001 - a read-only or full cache (OSError, safetensors' own error) costs time only
             pass
     return U
 
