@@ -34,6 +34,7 @@ floor of that similarity.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import sys
 import time
@@ -222,6 +223,32 @@ def _weight_digest(weight: torch.Tensor) -> str:
     digest = hashlib.blake2b(f"{t.dtype}|{tuple(t.shape)}".encode(), digest_size=16)
     digest.update(t.reshape(-1).view(torch.uint8).numpy())
     return digest.hexdigest()
+
+
+#: The most the base weights' singular vectors may take in the cache (GB; ``REPRTOOLS_WEIGHTS_CACHE_GB``): about
+#: 0.3 GB for Gemma 3 270M, but about 22 GB for an 8B Llama (the thin U of its MLP projections), which a user should
+#: ask for rather than find in ~/.cache.
+CACHE_BUDGET_GB = 4.0
+
+
+def cache_within_budget(model, names) -> tuple[bool, float]:
+    """Whether the float32 left singular vectors of the modules ``names`` (out x min(out, in) each) fit within
+    ``REPRTOOLS_WEIGHTS_CACHE_GB`` (default :data:`CACHE_BUDGET_GB`), and their size in GB."""
+    modules = dict(model.named_modules())
+    elements = 0
+    for name in names:
+        weight = getattr(modules.get(name), "weight", None)
+        if weight is not None and weight.ndim == 2:
+            rows, cols = weight.shape
+            if type(modules[name]).__name__ == "Conv1D":
+                rows, cols = cols, rows
+            elements += rows * min(rows, cols)
+    size_gb = elements * torch.finfo(INTRUDER_DTYPE).bits / 8 / 1e9
+    try:
+        budget = float(os.environ.get("REPRTOOLS_WEIGHTS_CACHE_GB", CACHE_BUDGET_GB))
+    except ValueError:
+        raise ReprtoolsError("REPRTOOLS_WEIGHTS_CACHE_GB must be a number of gigabytes, e.g. 30") from None
+    return size_gb <= budget, size_gb
 
 
 def vectors_cache(base: str):
@@ -471,6 +498,13 @@ def weights(checkpoints, output_dir=None, *, top_k: int = mw.INTRUDER_TOP_K,
             if progress:
                 print(f"reprtools: reading the updates of {ck.name}", file=sys.stderr, flush=True)
             updates[ck.name] = _read_checkpoint_updates(model, ck)
+        if cache:
+            names = list(dict.fromkeys(u.name for ups in updates.values() for u in ups))
+            cache, size_gb = cache_within_budget(model, names)
+            if not cache:
+                print(f"reprtools: the base weights' singular vectors would take {size_gb:.1f} GB in the cache, "
+                      "more than REPRTOOLS_WEIGHTS_CACHE_GB allows (default "
+                      f"{CACHE_BUDGET_GB:g}); computing them without keeping them", file=sys.stderr)
         measured = measure_all(model, updates, top_k, threshold, progress,
                                vectors_cache(checkpoints[0].base) if cache else None)
         for ck in checkpoints:

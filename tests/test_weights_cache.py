@@ -164,6 +164,37 @@ def test_the_command_keeps_the_vectors_and_gives_the_same_table_from_them(tiny_r
     pd.testing.assert_frame_equal(tables["uncached"], tables["cached"])
 
 
+def test_a_base_too_large_for_the_cache_budget_is_measured_without_keeping_anything(tiny_runs, tmp_path, monkeypatch,
+                                                                                     capsys):
+    """An 8B base's vectors would take ~22 GB: above REPRTOOLS_WEIGHTS_CACHE_GB nothing is kept, it is said, and the
+    numbers are those of the cached route."""
+    import shutil
+
+    import pandas as pd
+
+    from reprtools.weights import cache_within_budget, weights
+
+    run = tmp_path / "lora"
+    shutil.copytree(tiny_runs / "lora", run)
+    monkeypatch.setenv("REPRTOOLS_CACHE", str(tmp_path / "cache"))
+    kept = weights([run], tmp_path / "kept", figures=False)
+    monkeypatch.setenv("REPRTOOLS_WEIGHTS_CACHE_GB", "0")
+    shutil.rmtree(tmp_path / "cache" / "weights")
+    capsys.readouterr()
+    table = weights([run], tmp_path / "over", figures=False)
+    assert "more than REPRTOOLS_WEIGHTS_CACHE_GB allows" in capsys.readouterr().err
+    assert not (tmp_path / "cache" / "weights").exists() or not list((tmp_path / "cache" / "weights").rglob("*.st*"))
+    pd.testing.assert_frame_equal(table.reset_index(drop=True), kept.reset_index(drop=True))
+
+    # the size counted is out x min(out, in) float32 per module, from the module shapes alone
+    lin = torch.nn.Sequential(torch.nn.Linear(30, 50), torch.nn.Linear(50, 20))
+    fits, size_gb = cache_within_budget(lin, ["0", "1"])
+    assert size_gb == pytest.approx((50 * 30 + 20 * 20) * 4 / 1e9) and not fits  # the budget is 0 here
+    monkeypatch.setenv("REPRTOOLS_WEIGHTS_CACHE_GB", "lots")
+    with pytest.raises(Exception, match="must be a number of gigabytes"):
+        cache_within_budget(lin, ["0"])
+
+
 @pytest.mark.parametrize("idle, omp, expected", [(1.9, None, 2), (0.8, None, 1), (0.0, None, 1), (0.0, "2", 2)])
 def test_the_command_uses_the_idle_cores(monkeypatch, idle, omp, expected):
     """``idle`` cores of 2 in the /proc/stat sample (100 jiffies per core between the two reads)."""
