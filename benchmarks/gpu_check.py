@@ -29,6 +29,10 @@ run; the exit code is 1 at the end if any failed):
                            must be non-empty with finite values where defined.
 * ``eval-tiny``            ``reprtools.evaluate`` on the tiny LoRA run: XNLI-shaped items in both formats and
                            TyDiQA-shaped items (generation), batch size auto on the GPU; items/s.
+* ``weights-tiny``         ``reprtools.weights`` on the tiny LoRA and DoRA runs on the GPU, against the same on the
+                           CPU (float64 there): every number within 1e-3 relative, intruder counts equal.
+* ``weights-8b-shaped``    ``reprtools.weights`` on the 8B-shaped LoRA run (``--layers`` blocks x 7 modules, no
+                           cache): seconds per block, and the whole 32-block model extrapolated from it.
 * ``study-tiny``           ``reprtools.study.run_study`` with the local executor on a tiny grid (LoRA and DoRA at
                            0% and 50% Swahili, ``[resources] gpus = 1``): every run done, on CUDA (run.json), each
                            worker given one GPU through ``CUDA_VISIBLE_DEVICES`` (worker.log), runs at once on a
@@ -59,7 +63,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 METHODS = ("lora", "dora", "vera", "adalora", "pissa")
-STAGE_GROUPS = ("environment", "train", "big", "capture", "probe", "eval", "study")
+STAGE_GROUPS = ("environment", "train", "big", "capture", "probe", "eval", "weights", "study")
 FP32_MAX_REL = 1e-4
 BF16_MIN_COS = 0.99
 BF16_MEDIAN_REL = 0.03
@@ -376,6 +380,47 @@ def eval_stage(run_dir: Path, items: int) -> dict:
     return out
 
 
+# ------------------------------------------------------------------------------------------------------- weights
+def weights_tiny_stage(work: Path, gpu: bool) -> dict:
+    """Each tiny run's weight measures on the GPU against the CPU's (float64 there; float32 on the GPU)."""
+    import numpy as np
+
+    from reprtools.weights import weights
+
+    runs = [work / f"tiny-{m}" for m in ("lora", "dora") if (work / f"tiny-{m}" / "run.json").exists()]
+    if not runs:
+        raise Skip("needs the train-tiny-lora or train-tiny-dora run")
+    started = time.perf_counter()
+    here = weights(runs, work / "weights-here", device="auto", figures=False, cache=False)
+    seconds = time.perf_counter() - started
+    out = {"checkpoints": len(runs), "rows": len(here), "seconds_measuring": round(seconds, 2)}
+    if gpu:
+        cpu = weights(runs, work / "weights-cpu", device="cpu", figures=False, cache=False)
+        key = ["checkpoint", "reference", "layer", "module", "metric"]
+        both = here.merge(cpu, on=key, suffixes=("_gpu", "_cpu"))
+        _require(len(both) == len(cpu), f"{len(both)} of {len(cpu)} rows matched between GPU and CPU")
+        a, b = both["value_gpu"].to_numpy(float), both["value_cpu"].to_numpy(float)
+        rel = np.abs(a - b) / np.maximum(np.abs(b), 1e-12)
+        intr = both["metric"] == "intruder_dimensions"
+        _require(bool((a[intr.to_numpy()] == b[intr.to_numpy()]).all()), "intruder counts differ between GPU and CPU")
+        _require(float(np.nanmax(rel)) <= 1e-3, f"GPU vs CPU: largest relative difference {np.nanmax(rel):.2e}")
+        out["max_rel_vs_cpu"] = float(np.nanmax(rel))
+    return out
+
+
+def weights_big_stage(stages: Stages, big_run: Path, layers: int) -> dict:
+    from reprtools.weights import weights
+
+    if not stages.ok("train-8b-shaped-lora"):
+        raise Skip("needs the train-8b-shaped-lora run (a GPU)")
+    _reset_peak()
+    started = time.perf_counter()
+    table = weights([big_run], big_run.parent / "weights-big", figures=False, cache=False)
+    seconds = time.perf_counter() - started
+    return {"rows": len(table), "seconds": round(seconds, 1), "seconds_per_block": round(seconds / layers, 2),
+            "extrapolated_32_blocks_min": round(seconds / layers * 32 / 60, 1), "peak_gpu_gib": _peak_gib()}
+
+
 # --------------------------------------------------------------------------------------------------------- study
 STUDY_TOML = """
 [study]
@@ -465,6 +510,9 @@ def run_all(args, gpu: bool, work: Path) -> Stages:
         stages.run("probe-tiny", _probe_after_training, stages, work / "tiny-lora", 24 if gpu else 12)
     if "eval" in groups:
         stages.run("eval-tiny", _eval_after_training, stages, work / "tiny-lora", 64 if gpu else 4)
+    if "weights" in groups:
+        stages.run("weights-tiny", weights_tiny_stage, work, gpu)
+        stages.run("weights-8b-shaped", weights_big_stage, stages, big.parent / "big-lora", args.layers)
     if "study" in groups:
         stages.run("study-tiny", study_stage, work / "study")
     return stages

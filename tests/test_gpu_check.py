@@ -40,7 +40,7 @@ def test_a_failing_stage_is_reported_and_the_others_still_run(smoke):
     assert statuses == {
         "environment": "ok", "train-tiny-lora": "ok", "train-tiny-bogus": "failed", "build-8b-shaped": "skipped",
         "capture-tiny": "ok", "train-8b-shaped-lora": "skipped", "probe-tiny": "ok", "eval-tiny": "ok",
-        "study-tiny": "skipped",
+        "weights-tiny": "ok", "weights-8b-shaped": "skipped", "study-tiny": "skipped",
     }
     assert "FAILED: train-tiny-bogus; total wall time" in proc.stdout
 
