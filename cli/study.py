@@ -18,6 +18,7 @@ def _dry_run(plan) -> None:
     done = sum(cell_state(r) == "done" for r in rows)
     click.echo(f"reprtools: study {plan.spec.name} in {plan.dir}: {len(plan.cells)} cells from {len(plan.runs)} "
                f"training runs (ratio 0 is trained once per model, task, method and seed)")
+    _resources(plan.spec)
     click.echo("  run_key           model / task / method / langs / ratio / seed    train  eval  base  probe   FLOPs")
     for run in plan.runs:
         row = next(r for r in rows if r["run_key"] == run.key)
@@ -34,6 +35,19 @@ def _dry_run(plan) -> None:
     click.echo(f"reprtools: {len(rows) - done} cells to run, {done} done; {compute}"
                + (f"; no parameter count for {', '.join(missing)} (its config is not available offline)"
                   if missing else ""))
+
+
+def _resources(spec) -> None:
+    """The resources of each model's runs, where they differ between models."""
+    from reprtools.study.spec import resources_for
+
+    per_model = {model: resources_for(spec, model) for model in spec.models}
+    if len(set(per_model.values())) < 2:
+        return
+    click.echo("  resources per run, by model:")
+    for model, r in per_model.items():
+        click.echo(f"    {model}: gpus {r.gpus}, cpus {r.cpus}, mem {r.mem}, time {r.time}"
+                   + (f", partition {r.partition}" if r.partition else ""))
 
 
 def _status(plan) -> None:
@@ -55,8 +69,9 @@ def _status(plan) -> None:
 @click.option("--executor", default="local", show_default=True, metavar="local|slurm",
               help="local: each run in its own subprocess, one after another, or on a machine with GPUs as many at "
                    "once as [resources] gpus per run allows (CUDA_VISIBLE_DEVICES each; a run of several GPUs trains "
-                   "under torchrun); slurm: job arrays through submitit ([resources] of the study file), waiting for "
-                   "every job; a time limit checkpoints the training and requeues it.")
+                   "under torchrun); slurm: job arrays through submitit ([resources] of the study file, per model "
+                   "where it has [resources.models.\"NAME\"]), waiting for every job; a time limit checkpoints "
+                   "the training and requeues it.")
 @click.option("--dry-run", is_flag=True, help="Print the plan (runs, their state, compute) and run nothing.")
 @click.option("--collect", "collect_only", is_flag=True, help="Only rebuild STUDY_DIR/results.csv from the runs.")
 @click.option("--status", "status_only", is_flag=True, help="Only show done / failed / running / pending per cell.")

@@ -77,6 +77,32 @@ def test_without_gpus_runs_go_one_at_a_time_as_they_are(tmp_path, fake_worker):
     assert second["start"] >= first["end"] and first["cvd"] is None and first["argv"] == []
 
 
+def test_each_run_takes_its_models_gpus(tmp_path, fake_worker):
+    """An 8B run of two GPUs and 3B runs of one share three GPUs: the first two start at once on disjoint GPUs,
+    the 8B one under torchrun; the third waits for a free GPU."""
+    from reprtools.study.spec import Resources
+
+    plan, runs = _fake_plan(tmp_path, 3, gpus=1)
+    for run, (model, gpus) in zip(runs, [("big-8b", 2), ("small-3b", 1), ("small-3b", 1)]):
+        run.model, run.resources = model, Resources(gpus=gpus)
+    assert LocalExecutor(gpus=["0", "1", "2"]).submit(plan, runs) == {"r0": 0, "r1": 0, "r2": 0}
+    big, small, third = (_ran(r) for r in runs)
+    assert big["cvd"] in ("0,1", "1,2", "0,2") and big["argv"] == ["--nproc", "2"]
+    assert small["cvd"] not in big["cvd"].split(",") and small["argv"] == []
+    assert big["start"] < small["end"] and small["start"] < big["end"]  # side by side
+    assert third["start"] >= min(big["end"], small["end"]) and third["argv"] == [] and len(third["cvd"]) == 1
+
+
+def test_a_run_of_no_gpus_waits_for_the_whole_machine(tmp_path, fake_worker):
+    from reprtools.study.spec import Resources
+
+    plan, runs = _fake_plan(tmp_path, 2, gpus=1)
+    runs[1].resources = Resources(gpus=0)
+    assert LocalExecutor(gpus=["0", "1"]).submit(plan, runs) == {"r0": 0, "r1": 0}
+    first, second = (_ran(r) for r in runs)
+    assert first["cvd"] in ("0", "1") and second["cvd"] is None and second["start"] >= first["end"]
+
+
 def test_visible_gpus_come_from_cuda_visible_devices(monkeypatch):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "2, 5")
     assert visible_gpus() == ["2", "5"]

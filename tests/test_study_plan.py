@@ -193,3 +193,20 @@ def test_the_base_is_one_step_per_model_and_task(tmp_path):
                      ("limit = 4", "limit = 4\nbootstrap = 10"), ('langs = ["target", "en"]', 'langs = ["target"]')):
         assert not {r.base["key"] for r in _base_plan(tmp_path, old, new).runs} & keys
     assert all(r.base is None for r in _base_plan(tmp_path, "[eval]\n", "[eval]\nenabled = false\n").runs)
+
+
+def test_each_run_gets_its_models_resources_and_no_key_changes(tmp_path):
+    two = SPEC.replace('models = ["tiny-llama"]', 'models = ["tiny-llama", "tiny-qwen"]')
+    plans = []
+    for name, extra in (("a.toml", '[resources]\ngpus = 1\ntime = "02:00:00"\n[resources.models."tiny-qwen"]\n'
+                                   'gpus = 2\nmem = "8G"\n'), ("b.toml", "")):
+        (tmp_path / name).write_text(textwrap.dedent(two) + extra, encoding="utf-8")
+        plans.append(make_plan(read_spec(tmp_path / name)))
+    plan = plans[0]
+    by_model = {m: {r.resources for r in plan.runs if r.model == m} for m in ("tiny-llama", "tiny-qwen")}
+    (llama,), (qwen,) = by_model["tiny-llama"], by_model["tiny-qwen"]
+    assert (llama.gpus, llama.mem, llama.time) == (1, "32G", "02:00:00")  # 32G: the default [resources] mem
+    assert (qwen.gpus, qwen.mem, qwen.time) == (2, "8G", "02:00:00")
+    assert all("resources" not in r.job() for r in plan.runs)  # the worker does not need them
+    # resources are not keyed: the same study without them plans the very same runs
+    assert [r.key for r in plans[1].runs] == [r.key for r in plan.runs]

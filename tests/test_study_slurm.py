@@ -256,3 +256,78 @@ def test_slurm_executor_refuses_without_slurm(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(tmp_path / "empty"))
     with pytest.raises(ReprtoolsError, match="--executor slurm needs Slurm: sbatch is not on PATH"):
         SlurmExecutor().submit(plan, plan.runs)
+
+
+class _FakeSubmitit:
+    """submitit.SlurmExecutor as far as SlurmExecutor.submit uses it: records each executor's parameters and the
+    arrays (batches) submitted through it; job ids count up as Slurm's would."""
+
+    made: list = []
+    next_id = [100]
+
+    def __init__(self, folder, max_num_timeout):
+        self.params, self.arrays = {}, []
+        _FakeSubmitit.made.append(self)
+
+    def update_parameters(self, **params):
+        self.params.update(params)
+
+    def batch(self):
+        import contextlib
+
+        self.arrays.append([])
+        return contextlib.nullcontext()
+
+    def submit(self, task):
+        self.arrays[-1].append(task)
+        array = _FakeSubmitit.next_id[0] + len(_FakeSubmitit.made) * 10 + len(self.arrays)
+        return SimpleNamespace(job_id=f"{array}_{len(self.arrays[-1]) - 1}")
+
+
+def test_runs_are_submitted_in_groups_of_their_models_resources(tmp_path, monkeypatch):
+    """Two models with different [resources]: one executor (one set of sbatch parameters) per model, each with
+    its own arrays split at MaxArraySize, torchrun's process count from the group's GPUs."""
+    import submitit
+
+    from reprtools.study import slurm
+
+    text = (SPEC.replace('models = ["tiny-llama"]', 'models = ["tiny-llama", "tiny-qwen"]')
+            .replace("seeds = [0]", "seeds = [0, 1, 2]")
+            + '[resources.models."tiny-qwen"]\ngpus = 2\nmem = "8G"\ntime = "01:00:00"\n')
+    plan = _plan(tmp_path, text)
+    _FakeSubmitit.made = []
+    monkeypatch.setattr(submitit, "SlurmExecutor", _FakeSubmitit)
+    monkeypatch.setattr(slurm, "check_slurm", lambda: None)
+    monkeypatch.setattr(slurm, "check_offline", lambda plan, runs: None)
+    executor = SlurmExecutor(max_array_size=4)
+    monkeypatch.setattr(executor, "_wait", lambda jobs, after_run: {run.key: 0 for _, run in jobs})
+    codes = executor.submit(plan, plan.runs)
+    assert set(codes) == {run.key for run in plan.runs}
+
+    llama, qwen = _FakeSubmitit.made  # the file's order
+    assert (llama.params["mem"], llama.params["time"], llama.params["cpus_per_task"]) == ("2G", 10, 1)
+    assert "gpus_per_node" not in llama.params  # gpus = 0 in [resources]
+    assert (qwen.params["mem"], qwen.params["time"], qwen.params["gpus_per_node"]) == ("8G", 60, 2)
+    per_model = {m: [str(r.dir) for r in plan.runs if r.model == m] for m in ("tiny-llama", "tiny-qwen")}
+    for fake, model in ((llama, "tiny-llama"), (qwen, "tiny-qwen")):
+        assert [len(a) for a in fake.arrays] == [4, 2]  # 6 runs per model (3 seeds x ratios 0, 0.5): split at 4
+        assert [t.run_dir for a in fake.arrays for t in a] == per_model[model]
+    assert {t.nproc for a in llama.arrays for t in a} == {1} and {t.nproc for a in qwen.arrays for t in a} == {2}
+    assert [len(g) for _, g in slurm.resource_groups(plan, plan.runs)] == [6, 6]
+
+
+def test_a_bad_per_model_time_limit_is_refused_before_anything_is_submitted(tmp_path, monkeypatch):
+    import submitit
+
+    from reprtools.study import slurm
+
+    text = (SPEC.replace('models = ["tiny-llama"]', 'models = ["tiny-llama", "tiny-qwen"]')
+            + '[resources.models."tiny-qwen"]\ntime = "ten"\n')
+    plan = _plan(tmp_path, text)
+    _FakeSubmitit.made = []
+    monkeypatch.setattr(submitit, "SlurmExecutor", _FakeSubmitit)
+    monkeypatch.setattr(slurm, "check_slurm", lambda: None)
+    monkeypatch.setattr(slurm, "check_offline", lambda plan, runs: None)
+    with pytest.raises(ReprtoolsError, match=r"resources.time 'ten' .*\(the runs of tiny-qwen\)"):
+        SlurmExecutor(max_array_size=4).submit(plan, plan.runs)
+    assert _FakeSubmitit.made == []

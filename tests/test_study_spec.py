@@ -149,3 +149,49 @@ def test_keep_representations(tmp_path):
     for value in ('"bfloat16"', "1", "0.5"):
         message = _refused(tmp_path, BASE.replace("max_sentences = 8", f"max_sentences = 8\nkeep_representations = {value}"))
         assert "probe.keep_representations must be false (drop them), true (keep float32) or" in message
+
+
+PER_MODEL = BASE.replace('models = ["tiny-llama"]', 'models = ["tiny-llama", "tiny-qwen"]') + """
+[resources]
+gpus = 2
+time = "08:00:00"
+
+[resources.models."tiny-qwen"]
+time = "04:00:00"
+mem = "8G"
+"""
+
+
+def test_per_model_resources_override_only_their_keys(tmp_path):
+    from reprtools.study.spec import Resources, resources_for
+
+    spec = read_spec(_write(tmp_path, PER_MODEL))
+    common = Resources(gpus=2, time="08:00:00")  # the keys [resources] gives over the defaults
+    assert spec.resources == common and resources_for(spec, "tiny-llama") == common
+    assert resources_for(spec, "tiny-qwen") == Resources(gpus=2, cpus=common.cpus, mem="8G", time="04:00:00")
+    assert read_spec(_write(tmp_path, BASE)).model_resources == ()
+
+
+def test_per_model_resources_of_a_model_given_as_a_path(tmp_path):
+    from reprtools.study.spec import resources_for
+
+    (tmp_path / "mymodel").mkdir()
+    text = BASE.replace('models = ["tiny-llama"]', 'models = ["tiny-llama", "./mymodel"]') + (
+        '[resources.models."./mymodel"]\ngpus = 4\n')
+    spec = read_spec(_write(tmp_path, text), check_data=False)
+    assert spec.models[1] == str(tmp_path / "mymodel") and resources_for(spec, spec.models[1]).gpus == 4
+    assert resources_for(spec, "tiny-llama").gpus == 1
+
+
+@pytest.mark.parametrize("old, new, expected", [
+    ('"tiny-qwen"]\ntime', '"tiny-gemma"]\ntime', "names a model the study does not have; study.models: tiny-llama, "
+                                                   "tiny-qwen"),
+    ('mem = "8G"', 'memory = "8G"', "unknown key 'memory' in [resources.models.'tiny-qwen']"),
+    ('mem = "8G"', 'gpus = "two"', "resources.models.'tiny-qwen'.gpus must be an integer"),
+    ('\n\n[resources.models."tiny-qwen"]\ntime = "04:00:00"\nmem = "8G"', '\nmodels = 3',
+     "resources.models holds tables"),
+    ('gpus = 2', 'gpu = 2', "unknown key 'gpu' in [resources]"),
+])
+def test_per_model_resources_refusals(tmp_path, old, new, expected):
+    assert old in PER_MODEL
+    assert expected in _refused(tmp_path, PER_MODEL.replace(old, new, 1))

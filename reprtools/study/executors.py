@@ -3,9 +3,10 @@ after_run)`` returns each run's worker exit code -- so a cluster executor is a c
 
 ``local`` starts each run as its own ``python -m reprtools.study.worker RUN_DIR`` subprocess; the worker's output
 goes to ``RUN_DIR/worker.log`` (appended, one section per attempt).  Without GPUs the runs go one after another; on
-a machine with GPUs each run gets ``[resources] gpus`` of them through ``CUDA_VISIBLE_DEVICES`` and runs as soon as
-that many are free, so several run at once (a run of more than one GPU trains under torchrun, one process per
-GPU).  ``slurm`` submits the same worker command as Slurm job arrays through submitit (:mod:`reprtools.study.slurm`).
+a machine with GPUs each run gets its model's ``[resources] gpus`` of them through ``CUDA_VISIBLE_DEVICES`` and
+runs as soon as that many are free, so several run at once (a run of more than one GPU trains under torchrun, one
+process per GPU).  ``slurm`` submits the same worker command as Slurm job arrays through submitit
+(:mod:`reprtools.study.slurm`), grouped by the runs' resources.
 """
 
 from __future__ import annotations
@@ -61,12 +62,20 @@ def _log_header(run, cmd: list[str], devices) -> None:
         log.write(f"--- {datetime.now(timezone.utc).isoformat(timespec='seconds')}{where} {' '.join(cmd)}\n")
 
 
+def run_resources(plan, run):
+    """The resources of ``run``: its own (its model's, :func:`reprtools.study.spec.resources_for`), else the
+    study's ``[resources]``."""
+    return getattr(run, "resources", None) or plan.spec.resources
+
+
 class LocalExecutor:
     """Each run in its own subprocess: one at a time without GPUs, else one per free set of GPUs.
 
     ``gpus`` are the GPU ids to share out (``CUDA_VISIBLE_DEVICES`` entries; default :func:`visible_gpus`); each
-    run takes ``[resources] gpus`` of them (all of them when it asks for more than there are; ``gpus = 0`` runs
-    one at a time on whatever the worker finds), waiting in the plan's order until enough are free."""
+    run takes its own ``gpus`` (its model's ``[resources]``; all of them when it asks for more than there are;
+    ``gpus = 0`` waits for the whole machine and runs alone on whatever the worker finds), waiting in the plan's
+    order until enough are free (a run never overtakes an earlier one, so a large run is not starved by small
+    ones)."""
 
     name = "local"
 
@@ -74,13 +83,17 @@ class LocalExecutor:
         self.echo = echo or (lambda msg: None)
         self.gpus = [str(g) for g in gpus] if gpus is not None else None
         self.poll_s = poll_s
+        self._warned: set[int] = set()
 
-    def _per_run(self, plan, gpus: list[str]) -> int:
-        wanted = max(0, int(getattr(plan.spec.resources, "gpus", 1) or 0))
+    def _per_run(self, plan, run, gpus: list[str]) -> int:
+        """The GPUs ``run`` gets; 0: none assigned (no GPUs here, or the run asks for none)."""
+        wanted = max(0, int(getattr(run_resources(plan, run), "gpus", 1) or 0))
         if not gpus or not wanted:
             return 0
-        if wanted > len(gpus):
-            self.echo(f"each run asks for {wanted} GPUs, this machine has {len(gpus)}: each runs on all of them")
+        if wanted > len(gpus) and wanted not in self._warned:
+            self._warned.add(wanted)
+            self.echo(f"runs of {run.model} ask for {wanted} GPUs, this machine has {len(gpus)}: each runs on all "
+                      f"of them")
         return min(wanted, len(gpus))
 
     def submit(self, plan, runs, retry_failed: bool = False, after_run=None) -> dict[str, int]:
@@ -88,20 +101,25 @@ class LocalExecutor:
         ``after_run(run)`` is called as each ends (the study rebuilds ``results.csv`` there, so a long study can
         be analysed as it goes)."""
         gpus = visible_gpus() if self.gpus is None else list(self.gpus)
-        per_run = self._per_run(plan, gpus)
-        free = gpus if per_run else [None]  # None: one slot, the environment as it is
+        free = list(gpus) or [None]  # None: one slot, the environment as it is
+        slots = len(free)
         pending, running, codes = list(enumerate(runs, 1)), [], {}
         while pending or running:
-            while pending and len(free) >= max(per_run, 1):
-                i, run = pending.pop(0)
-                devices, free = (free[:per_run], free[per_run:]) if per_run else ([], free[1:])
-                running.append((self._start(run, i, len(runs), devices, retry_failed), run, devices or [None]))
+            while pending:
+                i, run = pending[0]
+                per_run = self._per_run(plan, run, gpus)
+                if len(free) < (per_run or slots):  # a run without GPUs of its own has the machine to itself
+                    break
+                pending.pop(0)
+                taken, free = free[:per_run or slots], free[per_run or slots:]
+                devices = taken if per_run else []
+                running.append((self._start(run, i, len(runs), devices, retry_failed), run, taken))
             if all(proc.poll() is None for proc, _, _ in running):
                 time.sleep(self.poll_s)
             for entry in [e for e in running if e[0].poll() is not None]:
-                proc, run, devices = entry
+                proc, run, taken = entry
                 running.remove(entry)
-                free += devices
+                free += taken
                 codes[run.key] = proc.returncode
                 if after_run is not None:
                     after_run(run)

@@ -31,7 +31,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from reprtools.study.spec import BASE_LANG, StudySpec, Task, TrainSettings, expand_langs
+from reprtools.study.spec import BASE_LANG, Resources, StudySpec, Task, TrainSettings, expand_langs, resources_for
 
 KEY_DIGITS = 16
 RUNS_DIR = "runs"
@@ -64,7 +64,9 @@ class Run:
     """One training run and its steps.  ``targets`` are the target languages it is evaluated on (one, or all of
     the task's at ratio 0); ``train`` are the :class:`~reprtools.train.TrainOptions` keywords (no output_dir);
     ``eval`` / ``base`` / ``probe`` are ``{"key", "options"}`` or ``None`` when the step is off (``base`` is
-    shared by every run of the model and task: whichever run's worker gets there first scores the base)."""
+    shared by every run of the model and task: whichever run's worker gets there first scores the base);
+    ``resources`` are its model's (:func:`~reprtools.study.spec.resources_for`): what the executors give it, not
+    part of any key, so changing them never retrains."""
 
     key: str
     dir: Path
@@ -81,6 +83,7 @@ class Run:
     probe: dict | None = None
     keep_representations: bool | str = False  # False, True or "float16" ([probe] keep_representations)
     cells: list[Cell] = field(default_factory=list)
+    resources: Resources = field(default_factory=Resources)
 
     def job(self) -> dict:
         """What the worker needs, as JSON."""
@@ -174,7 +177,8 @@ def _new_run(spec: StudySpec, task: Task, settings: dict, key: str, targets: tup
     return Run(key=key, dir=spec.output_dir / RUNS_DIR / key, model=settings["model"], task=task.name,
                data=task.data, method=settings["method"], ratio=settings["ratio"], seed=settings["seed"],
                targets=targets, train=train, eval=_eval_step(spec, task, key, targets),
-               probe=_probe_step(spec, key, targets), keep_representations=spec.probe.keep_representations)
+               probe=_probe_step(spec, key, targets), keep_representations=spec.probe.keep_representations,
+               resources=resources_for(spec, settings["model"]))
 
 
 def parse_shard(text: str | None) -> tuple[int, int] | None:

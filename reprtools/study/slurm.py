@@ -23,8 +23,10 @@ limit, requeueing a :class:`submitit.helpers.Checkpointable`); what it does not 
   calling ``after_run`` as each ends, so ``results.csv`` grows as the study runs.  Ctrl-C stops the waiting, not
   the jobs.
 
-Per-run resources come from the study file's ``[resources]`` (gpus, cpus, mem, time, partition); a run of more than
-one GPU trains under torchrun inside its job, one process per GPU.
+Per-run resources come from the study file's ``[resources]`` (gpus, cpus, mem, time, partition) and its per-model
+``[resources.models."NAME"]`` tables: the runs are submitted in groups of equal resources (:func:`resource_groups`),
+each group as its own arrays (split at ``MaxArraySize`` per group); a run of more than one GPU trains under torchrun
+inside its job, one process per GPU.
 """
 
 from __future__ import annotations
@@ -261,6 +263,18 @@ def slurm_parameters(resources, parallelism: int) -> dict:
     return params
 
 
+def resource_groups(plan, runs) -> list[tuple[object, list]]:
+    """``runs`` grouped by their resources (each run's model's, :func:`reprtools.study.executors.run_resources`):
+    ``[(resources, [run, ...]), ...]`` in the order each group first appears, runs in their order; one submitit
+    executor (one set of sbatch parameters) per group."""
+    from reprtools.study.executors import run_resources
+
+    groups: dict = {}
+    for run in runs:
+        groups.setdefault(run_resources(plan, run), []).append(run)
+    return list(groups.items())
+
+
 # ----------------------------------------------------------------------------------------------- offline
 class _offline:
     """``HF_HUB_OFFLINE=1`` (and the datasets / transformers switches) for the duration of a ``with``."""
@@ -339,7 +353,8 @@ class SlurmExecutor:
             value = getattr(plan.spec.resources, {"parallelism": "array_parallelism"}.get(name, name), None)
         return int(default if value is None else value)
 
-    def _executor(self, plan, parallelism: int):
+    def _executor(self, plan, resources, parallelism: int):
+        """A submitit executor for the runs of one group, with that group's resources."""
         import submitit
 
         from reprtools.study.executors import worker_env
@@ -350,28 +365,36 @@ class SlurmExecutor:
         pythonpath = worker_env()["PYTHONPATH"]
         executor.update_parameters(job_name=f"reprtools-{plan.spec.name}", stderr_to_stdout=True,
                                    setup=[f"export PYTHONPATH={_quote(pythonpath)}"],
-                                   **slurm_parameters(plan.spec.resources, parallelism))
+                                   **slurm_parameters(resources, parallelism))
         return executor
 
     def submit(self, plan, runs, retry_failed: bool = False, after_run=None) -> dict[str, int]:
-        """Submit ``runs`` as job arrays, wait for every task to end, calling ``after_run(run)`` as each ends;
-        returns each run's worker exit code (1 for a task that failed, was cancelled or not requeued)."""
+        """Submit ``runs`` as job arrays, one set per group of equal resources, wait for every task to end,
+        calling ``after_run(run)`` as each ends; returns each run's worker exit code (1 for a task that failed,
+        was cancelled or not requeued)."""
         if not runs:
             return {}
         check_slurm()
         check_offline(plan, runs)
         parallelism = self._setting(plan, "parallelism", DEFAULT_PARALLELISM)
         cap = self._setting(plan, "max_requeues", DEFAULT_MAX_REQUEUES)
-        nproc = max(1, int(plan.spec.resources.gpus or 0))  # one training process per GPU of the job
-        executor = self._executor(plan, parallelism)
         size = self.max_array_size or max_array_size()
-        jobs = []
-        for chunk in array_chunks(list(runs), size):
-            for run in chunk:
-                set_requeue_count(run.dir, 0)
-            with executor.batch():
-                submitted = [executor.submit(RunTask(run.dir, retry_failed, cap, nproc)) for run in chunk]
-            jobs += list(zip(submitted, chunk))
+        jobs, groups = [], resource_groups(plan, runs)
+        for resources, group in groups:  # every group's time limit is checked before any job is submitted
+            try:
+                time_minutes(resources.time)
+            except ReprtoolsError as exc:
+                models = ", ".join(dict.fromkeys(run.model for run in group))
+                raise ReprtoolsError(f"{exc} (the runs of {models})") from None
+        for resources, group in groups:
+            executor = self._executor(plan, resources, parallelism)
+            nproc = max(1, int(resources.gpus or 0))  # one training process per GPU of the job
+            for chunk in array_chunks(group, size):
+                for run in chunk:
+                    set_requeue_count(run.dir, 0)
+                with executor.batch():
+                    submitted = [executor.submit(RunTask(run.dir, retry_failed, cap, nproc)) for run in chunk]
+                jobs += list(zip(submitted, chunk))
         arrays = sorted({str(job.job_id).split("_")[0] for job, _ in jobs}, key=int)
         self.echo(f"slurm: {len(runs)} run{'s' if len(runs) > 1 else ''} submitted as job"
                   f"{'s' if len(arrays) > 1 else ''} {', '.join(arrays)} (at most {parallelism} tasks of an array at "

@@ -11,7 +11,10 @@ Tables and keys (every key is optional unless marked; unknown keys are refused a
     [probe]     enabled, data, langs (``"target"`` as above), max_sentences, keep_representations (``false``:
                 dropped once the metrics are written; ``true``: kept as captured, float32; ``"float16"``: kept at
                 half the size)
-    [resources] gpus, cpus, mem, time, partition  (per cell, for the cluster executor)
+    [resources] gpus, cpus, mem, time, partition  (per run: GPUs for both executors, the rest for Slurm)
+    [resources.models."NAME"]  the same keys, for the runs of model NAME only (one of study.models, as written
+                there); keys not given keep the ``[resources]`` value -- a study mixing model sizes asks for
+                what each needs
     [stats]     margin (equivalence margin in the score's unit, default 0.02 = 2 points), alpha (default 0.05):
                 ``reprtools stats``, run at the end of ``reprtools study``
 
@@ -114,6 +117,13 @@ class StudySpec:
     probe: ProbeSettings = field(default_factory=ProbeSettings)
     resources: Resources = field(default_factory=Resources)
     stats: StatsSettings = field(default_factory=StatsSettings)
+    #: ``(model, Resources)`` for the models with a ``[resources.models."NAME"]`` table (models as resolved)
+    model_resources: tuple[tuple[str, Resources], ...] = ()
+
+
+def resources_for(spec: StudySpec, model: str) -> Resources:
+    """The resources of the runs of ``model``: its ``[resources.models."NAME"]`` table over ``[resources]``."""
+    return dict(spec.model_resources).get(model, spec.resources)
 
 
 _STUDY_KEYS = {"name", "output_dir", "models", "methods", "ratios", "seeds", "num_examples"}
@@ -167,6 +177,11 @@ def _typed(value, kind, key: str, path: Path):
 
 def _settings(cls, table: dict, where: str, path: Path):
     """A settings dataclass from ``table``: unknown keys refused, each value of its field's type."""
+    return cls(**_values(cls, table, where, path))
+
+
+def _values(cls, table: dict, where: str, path: Path) -> dict:
+    """The fields of ``cls`` that ``table`` gives, checked (unknown keys refused, each of its field's type)."""
     _unknown(table, [f.name for f in fields(cls)], f"[{where}]", path)
     values = {}
     for f in fields(cls):
@@ -184,7 +199,7 @@ def _settings(cls, table: dict, where: str, path: Path):
             continue
         kind = {"int": int, "float": float, "str": str, "bool": bool}[str(f.type).split(" ")[0]]
         values[f.name] = _typed(value, kind, key, path)
-    return cls(**values)
+    return values
 
 
 def _list(value, key: str, path: Path) -> list:
@@ -226,12 +241,14 @@ def _build(raw: dict, path: Path) -> StudySpec:
         return tuple(_typed(v, kind, f"study.{key}", path) for v in values)
 
     num = study.get("num_examples")
+    models = items("models", str, ["tiny-llama"])
+    resources, per_model = _resources(_table(raw, "resources", path), models, base, path)
     tasks = raw.get("tasks")
     if not isinstance(tasks, list) or not tasks or not all(isinstance(t, dict) for t in tasks):
         raise ReprtoolsError(f"{path.name}: give at least one [[tasks]] table (name, data, langs)")
     return StudySpec(
         name=name, path=path, output_dir=Path(out),
-        models=tuple(_model_path(m, base) for m in items("models", str, ["tiny-llama"])),
+        models=tuple(_model_path(m, base) for m in models),
         tasks=tuple(_task(t, base, path) for t in tasks),
         methods=items("methods", str, ["lora"]), ratios=items("ratios", float, [0.1]),
         seeds=items("seeds", int, [0]),
@@ -239,9 +256,31 @@ def _build(raw: dict, path: Path) -> StudySpec:
         train=_settings(TrainSettings, _table(raw, "train", path), "train", path),
         eval=_settings(EvalSettings, _table(raw, "eval", path), "eval", path),
         probe=_probe(_settings(ProbeSettings, _table(raw, "probe", path), "probe", path), base),
-        resources=_settings(Resources, _table(raw, "resources", path), "resources", path),
+        resources=resources, model_resources=per_model,
         stats=_settings(StatsSettings, _table(raw, "stats", path), "stats", path),
     )
+
+
+def _resources(table: dict, models, base: Path, path: Path) -> tuple[Resources, tuple[tuple[str, Resources], ...]]:
+    """``[resources]`` and its ``[resources.models."NAME"]`` tables: each NAME one of ``models`` (as written in
+    study.models, or the same path), its keys over ``[resources]``; keyed by the model as resolved."""
+    from dataclasses import replace
+
+    table = dict(table)
+    overrides = table.pop("models", {})
+    if not isinstance(overrides, dict) or not all(isinstance(v, dict) for v in overrides.values()):
+        raise ReprtoolsError(f'{path.name}: resources.models holds tables, one per model: '
+                             f'[resources.models."MODEL"] with gpus, cpus, mem, time or partition')
+    common = _settings(Resources, table, "resources", path)
+    resolved = {m: _model_path(m, base) for m in models}
+    per_model = {}
+    for name, keys in overrides.items():
+        model = resolved.get(name) or next((r for r in resolved.values() if r == _model_path(name, base)), None)
+        if model is None:
+            raise ReprtoolsError(f"{path.name}: [resources.models.{name!r}] names a model the study does not have; "
+                                 f"study.models: {', '.join(models)}")
+        per_model[model] = replace(common, **_values(Resources, keys, f"resources.models.{name!r}", path))
+    return common, tuple(per_model.items())
 
 
 def _model_path(model: str, base: Path) -> str:
