@@ -210,3 +210,23 @@ def test_each_run_gets_its_models_resources_and_no_key_changes(tmp_path):
     assert all("resources" not in r.job() for r in plan.runs)  # the worker does not need them
     # resources are not keyed: the same study without them plans the very same runs
     assert [r.key for r in plans[1].runs] == [r.key for r in plan.runs]
+
+
+def test_dry_run_lists_resources_per_model_only_where_they_differ(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from reprtools.study import plan as plan_module
+    from reprtools_cli.study import study
+
+    monkeypatch.setattr(plan_module, "parameter_count", lambda model: None)  # no model configs needed here
+    two = textwrap.dedent(SPEC.replace('models = ["tiny-llama"]', 'models = ["tiny-llama", "tiny-qwen"]'))
+    (tmp_path / "same.toml").write_text(two + '[resources]\ngpus = 2\n', encoding="utf-8")
+    (tmp_path / "diff.toml").write_text(two + '[resources.models."tiny-qwen"]\ngpus = 2\ntime = "01:00:00"\n',
+                                        encoding="utf-8")
+    same = CliRunner().invoke(study, [str(tmp_path / "same.toml"), "--dry-run"])
+    assert same.exit_code == 0, same.output
+    assert "resources per run" not in same.output
+    diff = CliRunner().invoke(study, [str(tmp_path / "diff.toml"), "--dry-run"])
+    assert diff.exit_code == 0, diff.output
+    assert "tiny-llama: gpus 1, cpus 4, mem 32G, time 04:00:00" in diff.output  # the defaults
+    assert "tiny-qwen: gpus 2, cpus 4, mem 32G, time 01:00:00" in diff.output
