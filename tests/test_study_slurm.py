@@ -284,21 +284,29 @@ class _FakeSubmitit:
         return SimpleNamespace(job_id=f"{array}_{len(self.arrays[-1]) - 1}")
 
 
-def test_runs_are_submitted_in_groups_of_their_models_resources(tmp_path, monkeypatch):
-    """Two models with different [resources]: one executor (one set of sbatch parameters) per model, each with
-    its own arrays split at MaxArraySize, torchrun's process count from the group's GPUs."""
+@pytest.fixture
+def fake_submitit(monkeypatch):
+    """submitit's SlurmExecutor replaced by :class:`_FakeSubmitit` (records what is made), no cluster checks."""
     import submitit
 
+    from reprtools.study import slurm
+
+    _FakeSubmitit.made = []
+    monkeypatch.setattr(submitit, "SlurmExecutor", _FakeSubmitit)
+    monkeypatch.setattr(slurm, "check_slurm", lambda: None)
+    monkeypatch.setattr(slurm, "check_offline", lambda plan, runs: None)
+    return _FakeSubmitit
+
+
+def test_runs_are_submitted_in_groups_of_their_models_resources(tmp_path, monkeypatch, fake_submitit):
+    """Two models with different [resources]: one executor (one set of sbatch parameters) per model, each with
+    its own arrays split at MaxArraySize, torchrun's process count from the group's GPUs."""
     from reprtools.study import slurm
 
     text = (SPEC.replace('models = ["tiny-llama"]', 'models = ["tiny-llama", "tiny-qwen"]')
             .replace("seeds = [0]", "seeds = [0, 1, 2]")
             + '[resources.models."tiny-qwen"]\ngpus = 2\nmem = "8G"\ntime = "01:00:00"\n')
     plan = _plan(tmp_path, text)
-    _FakeSubmitit.made = []
-    monkeypatch.setattr(submitit, "SlurmExecutor", _FakeSubmitit)
-    monkeypatch.setattr(slurm, "check_slurm", lambda: None)
-    monkeypatch.setattr(slurm, "check_offline", lambda plan, runs: None)
     executor = SlurmExecutor(max_array_size=4)
     monkeypatch.setattr(executor, "_wait", lambda jobs, after_run: {run.key: 0 for _, run in jobs})
     codes = executor.submit(plan, plan.runs)
@@ -316,18 +324,10 @@ def test_runs_are_submitted_in_groups_of_their_models_resources(tmp_path, monkey
     assert [len(g) for _, g in slurm.resource_groups(plan, plan.runs)] == [6, 6]
 
 
-def test_a_bad_per_model_time_limit_is_refused_before_anything_is_submitted(tmp_path, monkeypatch):
-    import submitit
-
-    from reprtools.study import slurm
-
+def test_a_bad_per_model_time_limit_is_refused_before_anything_is_submitted(tmp_path, fake_submitit):
     text = (SPEC.replace('models = ["tiny-llama"]', 'models = ["tiny-llama", "tiny-qwen"]')
             + '[resources.models."tiny-qwen"]\ntime = "ten"\n')
     plan = _plan(tmp_path, text)
-    _FakeSubmitit.made = []
-    monkeypatch.setattr(submitit, "SlurmExecutor", _FakeSubmitit)
-    monkeypatch.setattr(slurm, "check_slurm", lambda: None)
-    monkeypatch.setattr(slurm, "check_offline", lambda plan, runs: None)
     with pytest.raises(ReprtoolsError, match=r"resources.time 'ten' .*\(the runs of tiny-qwen\)"):
         SlurmExecutor(max_array_size=4).submit(plan, plan.runs)
     assert _FakeSubmitit.made == []
