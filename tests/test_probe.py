@@ -5,7 +5,6 @@ value, the seed noise floor, figures redrawn from metrics.csv alone, and the CLI
 
 import json
 import math
-import os
 import shutil
 
 import numpy as np
@@ -16,26 +15,16 @@ from safetensors.numpy import load_file
 from reprtools import results
 from reprtools.adapters import METHODS
 from reprtools.probe import ProbeOptions, probe
-from reprtools.train import TrainOptions, train
 from reprtools_cli.main import main
 
 LANGS = ["en", "hi", "bn"]
 
 
-def _train(root, name, method, seed=0):
-    train(TrainOptions(output_dir=str(root / name), model="tiny-llama", method=method, max_steps=2,
-                       num_examples=16, learning_rate=2e-2, seed=seed, progress=False))
-
-
 @pytest.fixture(scope="session")
-def runs(tmp_path_factory):
-    root = tmp_path_factory.mktemp("runs")
-    os.environ["REPRTOOLS_CACHE"] = str(tmp_path_factory.getbasetemp() / "cache")
-    for method in METHODS:
-        _train(root, method, method)
-    _train(root, "lora-s1", "lora", seed=1)
-    _train(root, "dora-s1", "dora", seed=1)
-    return root
+def runs(tiny_runs):
+    """Every method's tiny run and a second seed of LoRA and DoRA (conftest's session fixture, shared with
+    test_weights); every probe here writes into a folder of its own."""
+    return tiny_runs
 
 
 @pytest.fixture(scope="session")
