@@ -84,8 +84,9 @@ def finish(timeout_s: float | None = None) -> None:
     destroys the process group (the DDP reducer drops the last reference as ``train()`` returns), it waits for those
     worker threads while holding the GIL: a deadlock, seen in 2 of about 60 two-process CPU runs under load (a
     process that had finished training never exited; the stacks showed ``~ProcessGroupGloo`` against
-    ``~AsyncBarrierWork`` waiting for the GIL).  ``monitored_barrier`` is point-to-point with rank 0 and holds no earlier work, and it names a
-    rank that never arrives instead of hanging.  NCCL has no such worker threads and keeps ``barrier``."""
+    ``~AsyncBarrierWork`` waiting for the GIL).  ``monitored_barrier`` is point-to-point with rank 0 and holds no
+    earlier work, and it names a rank that never arrives instead of hanging.  NCCL has no such worker threads and
+    keeps ``barrier``."""
     import torch.distributed as dist
 
     if not (dist.is_available() and dist.is_initialized()):
