@@ -210,19 +210,6 @@ def do_train(run_dir: Path, job: dict, progress: bool = False, nproc: int = 1) -
     return {"resumed": resumed, "output": TRAIN, "processes": max(1, nproc)}
 
 
-def child_pids(pid: int) -> list[int]:
-    """The processes whose parent is ``pid`` (Linux ``/proc``; empty elsewhere)."""
-    children = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()  # after "pid (command)": state, ppid, ...
-        except (OSError, IndexError):
-            continue
-        if len(fields) > 1 and fields[1] == str(pid):
-            children.append(int(stat.parent.name))
-    return children
-
-
 #: seconds torchrun gives its processes to checkpoint and exit after a signal before it kills them; below the
 #: Slurm task's own wait for the worker (:data:`reprtools.study.slurm.STOP_GRACE_S`)
 TORCHRUN_GRACE_S = 100
@@ -243,6 +230,9 @@ def train_under_torchrun(run_dir: Path, nproc: int, resume: bool, overwrite: boo
     :class:`~reprtools.trainer.TrainingStopped` as a one-process training would.  Not to torchrun, because a
     pre-emption signals every process of a Slurm job: torchrun then gets its own SIGTERM (and gives its processes
     :data:`TORCHRUN_GRACE_S` before SIGKILL), and a second one would cut that wait short."""
+    import psutil
+    from transformers.trainer_utils import get_last_checkpoint
+
     from reprtools.run_manifest import CHECKPOINT_DIR
     from reprtools.trainer import STOP_SIGNALS, TrainingStopped
 
@@ -252,10 +242,14 @@ def train_under_torchrun(run_dir: Path, nproc: int, resume: bool, overwrite: boo
 
     def forward(signum, frame):
         received.append(signum)
-        for pid in child_pids(proc.pid) or [proc.pid]:  # no children seen (not Linux, or not started): torchrun
+        try:
+            targets = psutil.Process(proc.pid).children() or [psutil.Process(proc.pid)]  # none yet: torchrun
+        except psutil.NoSuchProcess:
+            return
+        for target in targets:
             try:
-                os.kill(pid, signal.SIGTERM)
-            except ProcessLookupError:
+                target.send_signal(signal.SIGTERM)
+            except psutil.NoSuchProcess:
                 pass
 
     main = threading.current_thread() is threading.main_thread()
@@ -268,11 +262,10 @@ def train_under_torchrun(run_dir: Path, nproc: int, resume: bool, overwrite: boo
     if code == 0:
         return
     if received:
-        checkpoints = sorted(train_dir(run_dir).joinpath(CHECKPOINT_DIR).glob("checkpoint-*"),
-                             key=lambda p: int(p.name.split("-")[-1]) if p.name.split("-")[-1].isdigit() else -1)
-        last = checkpoints[-1] if checkpoints else None
-        raise TrainingStopped(int(last.name.split("-")[-1]) if last else 0, str(last) if last else None,
-                              signal.Signals(received[0]).name)
+        checkpoints = train_dir(run_dir) / CHECKPOINT_DIR
+        last = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
+        step = int(Path(last).name.split("-")[-1]) if last else 0  # get_last_checkpoint's names: checkpoint-STEP
+        raise TrainingStopped(step, last, signal.Signals(received[0]).name)
     raise ReprtoolsError(f"training under torchrun ({nproc} processes) exited with status {code}; its output is "
                          f"in {run_dir.name}/worker.log")
 
@@ -390,7 +383,7 @@ def _run_steps(run_dir: Path, job: dict, retry_failed: bool, progress: bool, npr
 
 def _run_one(run_dir: Path, job: dict, step: str, retry_failed: bool, progress: bool, nproc: int = 1) -> None:
     key = job["key"] if step == TRAIN else job[step]["key"]
-    where = run_dir if step == TRAIN else _step_dir(run_dir, job, step)
+    where = _step_dir(run_dir, job, step)
     status = step_status(where, step, key)
     if status == DONE or (status == FAILED and not retry_failed):
         return
