@@ -14,7 +14,7 @@ import pytest
 from reprtools.study import executors
 from reprtools.study.executors import LOG_FILE, LocalExecutor, visible_gpus, worker_command, worker_env
 from reprtools.study.plan import make_plan, write_jobs
-from reprtools.study.spec import read_spec
+from reprtools.study.spec import Resources, read_spec
 from reprtools.study.steps import DONE, INTERRUPTED, read_manifest, run_status
 from reprtools.trainer import STOPPED_EXIT_CODE
 from study_files import TINY_SPEC, write_study
@@ -31,8 +31,8 @@ with open(os.path.join(sys.argv[1], "fake.json"), "w") as f:
 
 def _fake_plan(tmp_path, n, gpus):
     runs = [SimpleNamespace(key=f"r{i}", dir=tmp_path / f"r{i}", model="m", task="t", method="lora", targets=("sw",),
-                            ratio=0.5, seed=i) for i in range(n)]
-    return SimpleNamespace(spec=SimpleNamespace(resources=SimpleNamespace(gpus=gpus))), runs
+                            ratio=0.5, seed=i, resources=Resources(gpus=gpus)) for i in range(n)]
+    return SimpleNamespace(spec=SimpleNamespace(resources=Resources(gpus=gpus))), runs
 
 
 @pytest.fixture
@@ -80,8 +80,6 @@ def test_without_gpus_runs_go_one_at_a_time_as_they_are(tmp_path, fake_worker):
 def test_each_run_takes_its_models_gpus(tmp_path, fake_worker):
     """An 8B run of two GPUs and 3B runs of one share three GPUs: the first two start at once on disjoint GPUs,
     the 8B one under torchrun; the third waits for a free GPU."""
-    from reprtools.study.spec import Resources
-
     plan, runs = _fake_plan(tmp_path, 3, gpus=1)
     for run, (model, gpus) in zip(runs, [("big-8b", 2), ("small-3b", 1), ("small-3b", 1)]):
         run.model, run.resources = model, Resources(gpus=gpus)
@@ -94,8 +92,6 @@ def test_each_run_takes_its_models_gpus(tmp_path, fake_worker):
 
 
 def test_a_run_of_no_gpus_waits_for_the_whole_machine(tmp_path, fake_worker):
-    from reprtools.study.spec import Resources
-
     plan, runs = _fake_plan(tmp_path, 2, gpus=1)
     runs[1].resources = Resources(gpus=0)
     assert LocalExecutor(gpus=["0", "1"]).submit(plan, runs) == {"r0": 0, "r1": 0}

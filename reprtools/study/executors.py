@@ -62,12 +62,6 @@ def _log_header(run, cmd: list[str], devices) -> None:
         log.write(f"--- {datetime.now(timezone.utc).isoformat(timespec='seconds')}{where} {' '.join(cmd)}\n")
 
 
-def run_resources(plan, run):
-    """The resources of ``run``: its own (its model's, :func:`reprtools.study.spec.resources_for`), else the
-    study's ``[resources]``."""
-    return getattr(run, "resources", None) or plan.spec.resources
-
-
 class LocalExecutor:
     """Each run in its own subprocess: one at a time without GPUs, else one per free set of GPUs.
 
@@ -87,7 +81,7 @@ class LocalExecutor:
 
     def _per_run(self, plan, run, gpus: list[str]) -> int:
         """The GPUs ``run`` gets; 0: none assigned (no GPUs here, or the run asks for none)."""
-        wanted = max(0, int(getattr(run_resources(plan, run), "gpus", 1) or 0))
+        wanted = max(0, int(run.resources.gpus or 0))
         if not gpus or not wanted:
             return 0
         if wanted > len(gpus) and wanted not in self._warned:

@@ -167,8 +167,9 @@ class RunTask(Checkpointable):
                 time.sleep(0.2)
 
     def checkpoint(self, *args, **kwargs):
-        """Stop the worker once its training has saved a checkpoint; requeue this task (counted in the run directory) unless the cap is reached, in which
-        case the run's unfinished step is marked failed and ``None`` tells submitit not to requeue."""
+        """Stop the worker once its training has saved a checkpoint; requeue this task (counted in the run
+        directory) unless the cap is reached, in which case the run's unfinished step is marked failed and ``None``
+        tells submitit not to requeue."""
         if getattr(self, "_checkpointing", False):  # a second signal while the first is handled: requeue, counted once
             return super().checkpoint(*args, **kwargs)
         self._checkpointing = True
@@ -264,14 +265,12 @@ def slurm_parameters(resources, parallelism: int) -> dict:
 
 
 def resource_groups(plan, runs) -> list[tuple[object, list]]:
-    """``runs`` grouped by their resources (each run's model's, :func:`reprtools.study.executors.run_resources`):
+    """``runs`` grouped by their resources (each run's model's, :func:`reprtools.study.spec.resources_for`):
     ``[(resources, [run, ...]), ...]`` in the order each group first appears, runs in their order; one submitit
     executor (one set of sbatch parameters) per group."""
-    from reprtools.study.executors import run_resources
-
     groups: dict = {}
     for run in runs:
-        groups.setdefault(run_resources(plan, run), []).append(run)
+        groups.setdefault(run.resources, []).append(run)
     return list(groups.items())
 
 
