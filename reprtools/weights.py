@@ -234,15 +234,7 @@ CACHE_BUDGET_GB = 4.0
 def cache_within_budget(model, names) -> tuple[bool, float]:
     """Whether the float32 left singular vectors of the modules ``names`` (out x min(out, in) each) fit within
     ``REPRTOOLS_WEIGHTS_CACHE_GB`` (default :data:`CACHE_BUDGET_GB`), and their size in GB."""
-    modules = dict(model.named_modules())
-    elements = 0
-    for name in names:
-        weight = getattr(modules.get(name), "weight", None)
-        if weight is not None and weight.ndim == 2:
-            rows, cols = weight.shape
-            if type(modules[name]).__name__ == "Conv1D":
-                rows, cols = cols, rows
-            elements += rows * min(rows, cols)
+    elements = sum(w.shape[0] * min(w.shape) for w in base_weights(model, names).values())
     size_gb = elements * torch.finfo(INTRUDER_DTYPE).bits / 8 / 1e9
     try:
         budget = float(os.environ.get("REPRTOOLS_WEIGHTS_CACHE_GB", CACHE_BUDGET_GB))
@@ -251,12 +243,17 @@ def cache_within_budget(model, names) -> tuple[bool, float]:
     return size_gb <= budget, size_gb
 
 
+def _file_name(text: str) -> str:
+    """``text`` with every run of characters other than letters, digits, ``.``, ``_`` and ``-`` made one ``_``."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", str(text)).strip("_")
+
+
 def vectors_cache(base: str):
     """Where the base weights' singular vectors of ``base`` are kept: ``CACHE/weights/BASE``
     (:func:`reprtools.models.cache_dir`)."""
     from reprtools.models import cache_dir
 
-    return cache_dir() / "weights" / re.sub(r"[^A-Za-z0-9._-]+", "_", str(base)).strip("_")
+    return cache_dir() / "weights" / _file_name(base)
 
 
 def _read_vectors(path, shape) -> torch.Tensor | None:
@@ -288,7 +285,7 @@ def base_vectors(weight: torch.Tensor, cache=None, name: str = "weight") -> torc
     path = None
     if cache is not None:
         out, inp = weight.shape
-        path = cache / f"{re.sub(r'[^A-Za-z0-9._-]+', '_', name)}-{out}x{inp}-{_weight_digest(weight)}.safetensors"
+        path = cache / f"{_file_name(name)}-{out}x{inp}-{_weight_digest(weight)}.safetensors"
         U = _read_vectors(path, weight.shape)
         if U is not None:
             return U.to(weight.device)
